@@ -1,0 +1,40 @@
+# Two commands do all the setup on a fresh machine:
+#   make book   builds the HTML book into _build/html (creates .venv first if needed)
+#   make test   runs the whole suite: unit tests, nbval over every chapter, a warning-free
+#               book build and the browser test of the built book
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+CHROMIUM ?= /usr/bin/chromium
+
+.PHONY: book test build-strict notebooks browser clean
+
+$(STAMP): requirements.txt pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -r requirements.txt
+	$(BIN)/python -m pip install -q --no-deps -e .
+	touch $@
+
+# Debian's chromium for the browser test (Playwright cannot download its own browser offline).
+$(CHROMIUM):
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-dejavu-core
+
+book: $(STAMP)
+	$(BIN)/jupyter-book build . --path-output .
+
+build-strict: $(STAMP)
+	$(BIN)/jupyter-book build . --path-output . --all -W --keep-going
+
+test: $(STAMP) $(CHROMIUM) build-strict
+	$(BIN)/python -m pytest --nbval --nbval-sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider
+
+# Re-execute every chapter in place (after changing ddpm_core or a chapter), then commit.
+notebooks: $(STAMP)
+	for nb in notebooks/*.ipynb; do \
+	  $(BIN)/jupyter nbconvert --to notebook --execute --inplace --ExecutePreprocessor.timeout=1200 $$nb || exit 1; \
+	done
+
+clean:
+	rm -rf _build

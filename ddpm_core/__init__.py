@@ -1,0 +1,45 @@
+"""ddpm_core: the mathematics of DDPM (Ho et al., 2020), named after the book's equations.
+
+Timestep convention, everywhere: the paper's t = 1..T. Schedule arrays have length T + 1
+and are indexed by t directly; entry 0 stands for x_0 (beta_0 = 0, alphabar_0 = 1).
+"""
+
+from .forward import q_mean_variance, q_sample, q_step
+from .losses import (
+    bpd_bound,
+    discretized_gaussian_log_likelihood,
+    normal_kl,
+    prior_bpd,
+    sample_timesteps,
+    simple_loss,
+    vb_terms_bpd,
+)
+from .posterior import posterior_mean_from_eps, predict_x0_from_eps, q_posterior_mean_variance
+from .reverse import PMeanVariance, p_mean_variance, p_sample, p_sample_loop
+from .schedules import NoiseSchedule, cosine_beta_schedule, extract, linear_beta_schedule
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "NoiseSchedule",
+    "linear_beta_schedule",
+    "cosine_beta_schedule",
+    "extract",
+    "q_sample",
+    "q_step",
+    "q_mean_variance",
+    "q_posterior_mean_variance",
+    "predict_x0_from_eps",
+    "posterior_mean_from_eps",
+    "PMeanVariance",
+    "p_mean_variance",
+    "p_sample",
+    "p_sample_loop",
+    "sample_timesteps",
+    "simple_loss",
+    "normal_kl",
+    "discretized_gaussian_log_likelihood",
+    "prior_bpd",
+    "vb_terms_bpd",
+    "bpd_bound",
+]
