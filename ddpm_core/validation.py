@@ -7,6 +7,8 @@ that names the argument and says what is allowed.
 
 from __future__ import annotations
 
+import numbers
+
 import torch
 
 
@@ -38,8 +40,8 @@ def check_timesteps(t: torch.Tensor | int, T: int, batch_size: int, name: str = 
     """
     if isinstance(t, bool):
         raise ValueError(f"{name} must be an integer timestep in 1..{T}, got a bool")
-    if isinstance(t, int):
-        t = torch.full((batch_size,), t, dtype=torch.long)
+    if isinstance(t, numbers.Integral):  # a Python or NumPy integer
+        t = torch.full((batch_size,), int(t), dtype=torch.long)
     if not isinstance(t, torch.Tensor):
         raise ValueError(f"{name} must be an int or an integer torch.Tensor, got {type(t).__name__}")
     if torch.is_floating_point(t) or t.dtype == torch.bool or torch.is_complex(t):

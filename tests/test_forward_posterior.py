@@ -20,6 +20,7 @@ from ddpm_core import (
 )
 
 N_SE = 4.5  # Monte Carlo tolerance, in standard errors
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def np_alphabar(betas_1_to_T: np.ndarray) -> np.ndarray:

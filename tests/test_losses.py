@@ -1,0 +1,216 @@
+"""Training objectives: L_simple, the Gaussian KL, the discretized decoder and the variational bound.
+
+Timestep convention: the paper's t = 1..T; the model receives t as a long tensor in 1..T.
+"""
+
+import math
+
+import pytest
+import torch
+
+from ddpm_core import (
+    NoiseSchedule,
+    bpd_bound,
+    discretized_gaussian_log_likelihood,
+    normal_kl,
+    prior_bpd,
+    q_sample,
+    sample_timesteps,
+    simple_loss,
+    vb_terms_bpd,
+)
+
+LEVELS = torch.arange(256, dtype=torch.float64) * 2 / 255 - 1  # the 256 pixel values in [-1, 1]
+
+
+def eps_oracle(schedule: NoiseSchedule, x0: torch.Tensor):
+    """A model that knows x_0 and so recovers the true noise: eps = (x_t - sqrt(ab) x_0) / sqrt(1 - ab)."""
+
+    def model(x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        assert t.dtype == torch.long and t.shape == (x_t.shape[0],)
+        assert 1 <= int(t.min()) and int(t.max()) <= schedule.T
+        ab = schedule.alphas_cumprod[t].to(x_t.dtype).reshape(-1, *([1] * (x_t.dim() - 1)))  # (B, 1, ..., 1)
+        return (x_t - ab.sqrt() * x0) / (1 - ab).sqrt()
+
+    return model
+
+
+def grid_images(batch: int, seed: int) -> torch.Tensor:
+    """Random (B, 1, 4, 4) float64 images on the 256-level grid in [-1, 1], including both ends."""
+    g = torch.Generator().manual_seed(seed)
+    k = torch.randint(0, 256, (batch, 1, 4, 4), generator=g)
+    k[0, 0, 0, 0], k[0, 0, 0, 1] = 0, 255
+    return LEVELS[k]
+
+
+def phi(z: float) -> float:
+    """Standard normal CDF from Python's math.erfc (independent of torch)."""
+    return 0.5 * math.erfc(-z / math.sqrt(2.0))
+
+
+# --- L_simple ------------------------------------------------------------------------------
+
+
+def test_simple_loss_is_zero_for_the_noise_oracle():
+    s = NoiseSchedule.linear(100, 1e-3, 0.2)
+    x0 = grid_images(8, 0)
+    noise = torch.randn(x0.shape, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    t = torch.arange(1, 101, 13)[:8]
+    # Two oracles: one that returns the noise it was handed, one that recovers it from x_t,
+    # which checks that simple_loss builds x_t with the closed form at the right t.
+    handed = simple_loss(s, lambda x_t, tt: noise, x0, t, noise=noise)
+    recovered = simple_loss(s, eps_oracle(s, x0), x0, t, noise=noise)
+    assert float(handed) == 0.0
+    assert float(recovered) < 1e-20
+    assert float(simple_loss(s, eps_oracle(s, x0), x0, t, noise=noise, loss_type="l1")) < 1e-10
+
+
+def test_simple_loss_l1_and_l2():
+    s = NoiseSchedule.linear(100, 1e-3, 0.2)
+    x0 = grid_images(4, 2)
+    noise = torch.randn(x0.shape, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    off_by_half = lambda x_t, t: noise + 0.5  # noqa: E731
+    assert float(simple_loss(s, off_by_half, x0, 10, noise=noise, loss_type="l2")) == pytest.approx(0.25, rel=1e-12)
+    assert float(simple_loss(s, off_by_half, x0, 10, noise=noise, loss_type="l1")) == pytest.approx(0.5, rel=1e-12)
+    zero_model = lambda x_t, t: torch.zeros_like(x_t)  # noqa: E731
+    l2 = simple_loss(s, zero_model, x0, 10, noise=noise, loss_type="l2")
+    l1 = simple_loss(s, zero_model, x0, 10, noise=noise, loss_type="l1")
+    assert float(l2) == pytest.approx(float((noise**2).mean()), rel=1e-12)
+    assert float(l1) == pytest.approx(float(noise.abs().mean()), rel=1e-12)
+    assert l2.shape == () and l1.shape == ()
+
+
+def test_simple_loss_draws_noise_reproducibly():
+    s = NoiseSchedule.linear(100, 1e-3, 0.2)
+    x0 = grid_images(4, 4)
+    zero_model = lambda x_t, t: torch.zeros_like(x_t)  # noqa: E731
+    a = simple_loss(s, zero_model, x0, 5, generator=torch.Generator().manual_seed(7))
+    b = simple_loss(s, zero_model, x0, 5, generator=torch.Generator().manual_seed(7))
+    assert float(a) == float(b)
+
+
+def test_sample_timesteps_covers_1_to_T():
+    t = sample_timesteps(5000, 10, generator=torch.Generator().manual_seed(0))
+    assert t.dtype == torch.long and t.shape == (5000,)
+    assert set(t.tolist()) == set(range(1, 11))
+
+
+# --- KL and the discretized decoder --------------------------------------------------------
+
+
+def test_normal_kl_matches_torch_distributions():
+    g = torch.Generator().manual_seed(0)
+    m1, m2 = torch.randn(50, generator=g, dtype=torch.float64), torch.randn(50, generator=g, dtype=torch.float64)
+    lv1, lv2 = torch.randn(50, generator=g, dtype=torch.float64), torch.randn(50, generator=g, dtype=torch.float64)
+    p = torch.distributions.Normal(m1, torch.exp(0.5 * lv1))
+    q = torch.distributions.Normal(m2, torch.exp(0.5 * lv2))
+    expected = torch.distributions.kl_divergence(p, q)
+    torch.testing.assert_close(normal_kl(m1, lv1, m2, lv2), expected, rtol=1e-12, atol=1e-14)
+    assert bool((normal_kl(m1, lv1, m2, lv2) >= 0).all())
+    # Broadcasting: a (B, 1) log-variance against (B, D) means.
+    out = normal_kl(m1.reshape(5, 10), lv1[:5].reshape(5, 1), m2.reshape(5, 10), torch.zeros(5, 1, dtype=torch.float64))
+    assert out.shape == (5, 10)
+
+
+def test_normal_kl_is_zero_for_equal_gaussians():
+    m = torch.linspace(-3, 3, 7, dtype=torch.float64)
+    lv = torch.linspace(-5, 2, 7, dtype=torch.float64)
+    torch.testing.assert_close(normal_kl(m, lv, m, lv), torch.zeros(7, dtype=torch.float64), rtol=0, atol=1e-15)
+
+
+@pytest.mark.parametrize("mean, scale", [(0.0, 0.1), (0.3, 0.5), (-0.97, 0.02), (0.999, 0.004), (1.5, 2.0)])
+def test_discretized_likelihood_sums_to_one_over_the_256_levels(mean, scale):
+    means = torch.full((256,), mean, dtype=torch.float64)
+    log_p = discretized_gaussian_log_likelihood(LEVELS, means, torch.tensor(math.log(scale), dtype=torch.float64))
+    assert log_p.shape == (256,)
+    assert float(log_p.exp().sum()) == pytest.approx(1.0, abs=1e-6)
+
+
+@pytest.mark.parametrize("mean, scale", [(0.0, 0.1), (0.3, 0.5), (-0.97, 0.02), (1.5, 2.0)])
+def test_discretized_likelihood_is_a_cdf_difference(mean, scale):
+    means = torch.full((256,), mean, dtype=torch.float64)
+    log_p = discretized_gaussian_log_likelihood(LEVELS, means, torch.full((256,), math.log(scale), dtype=torch.float64))
+    for k in range(256):
+        x = float(LEVELS[k])
+        upper = 1.0 if k == 255 else phi((x + 1 / 255 - mean) / scale)  # the top bin reaches +inf
+        lower = 0.0 if k == 0 else phi((x - 1 / 255 - mean) / scale)  # the bottom bin reaches -inf
+        # Probabilities below 1e-12 are clamped there before the log, hence the absolute tolerance.
+        assert math.exp(float(log_p[k])) == pytest.approx(upper - lower, rel=1e-9, abs=2e-12), k
+
+
+def test_discretized_likelihood_accepts_float32_images():
+    x = LEVELS.float().reshape(4, 1, 8, 8)
+    out = discretized_gaussian_log_likelihood(x, torch.zeros_like(x), torch.full((4, 1, 1, 1), -1.0))
+    assert out.shape == x.shape and out.dtype == torch.float32
+    assert bool(torch.isfinite(out).all()) and bool((out <= 0).all())
+
+
+# --- the variational bound -----------------------------------------------------------------
+
+
+def test_prior_bpd_is_near_zero_for_the_linear_schedule():
+    s = NoiseSchedule.linear(1000)
+    x0 = grid_images(4, 5)
+    bpd = prior_bpd(s, x0)
+    assert bpd.shape == (4,)
+    ab = float(s.alphas_cumprod[1000])
+    # Closed form: KL(N(sqrt(ab) x0, 1 - ab) || N(0, 1)) = (-log(1 - ab) - ab + ab x0^2) / 2 nats.
+    expected = ((-math.log(1 - ab) - ab + ab * x0**2) / 2).reshape(4, -1).mean(1) / math.log(2)
+    torch.testing.assert_close(bpd, expected, rtol=1e-9, atol=1e-15)
+    assert float(bpd.max()) < 1e-4
+    assert float(prior_bpd(NoiseSchedule.linear(10), x0).min()) > 0.1  # a short schedule leaves a real prior term
+
+
+@pytest.mark.parametrize("clip_x0", [False, True])
+def test_vb_terms_with_the_true_posterior_are_zero_for_t_at_least_2(clip_x0):
+    s = NoiseSchedule.linear(100, 1e-3, 0.2)
+    B = 6
+    x0 = grid_images(B, 6)
+    t = torch.tensor([2, 3, 10, 50, 99, 100])
+    x_t = q_sample(s, x0, t, generator=torch.Generator().manual_seed(0))
+    model = eps_oracle(s, x0)
+    # With the true noise the model's mean is the posterior mean, and with sigma^2 = beta-tilde
+    # the two Gaussians coincide: KL = 0.
+    tilde = vb_terms_bpd(s, model, x0, x_t, t, variance="beta_tilde", clip_x0=clip_x0)
+    assert tilde.shape == (B,)
+    assert float(tilde.abs().max()) < 1e-9
+    # With sigma^2 = beta_t only the variances differ: KL = (beta-tilde/beta - 1 - log(beta-tilde/beta)) / 2.
+    beta = vb_terms_bpd(s, model, x0, x_t, t, variance="beta", clip_x0=clip_x0)
+    r = s.posterior_variance[t] / s.betas[t]
+    torch.testing.assert_close(beta, (r - 1 - torch.log(r)) / 2 / math.log(2), rtol=1e-6, atol=1e-9)
+    assert float(beta.min()) > 0
+
+
+def test_vb_term_at_t_equals_one_is_the_decoder_nll():
+    s = NoiseSchedule.linear(100, 1e-3, 0.2)
+    x0 = grid_images(3, 7)
+    x_1 = q_sample(s, x0, 1, generator=torch.Generator().manual_seed(1))
+    # At t = 1 the posterior mean is x_0 itself, so with the oracle every pixel is decoded by a
+    # Gaussian centred on its own value with std sqrt(beta_1): its bin has probability
+    # Phi(1/255 / sd) - Phi(-1/255 / sd) inside, 1 - Phi(-1/255 / sd) at the two ends.
+    sd = math.sqrt(float(s.betas[1]))
+    mid = phi(1 / 255 / sd) - phi(-1 / 255 / sd)
+    end = 1 - phi(-1 / 255 / sd)
+    is_end = (x0.abs() > 0.999).reshape(3, -1)
+    log_p = torch.full((3, 16), math.log(mid), dtype=torch.float64)  # (B, pixels)
+    log_p[is_end] = math.log(end)
+    expected = -log_p.mean(1) / math.log(2)
+    out = vb_terms_bpd(s, eps_oracle(s, x0), x0, x_1, 1, variance="beta", clip_x0=False)
+    torch.testing.assert_close(out, expected, rtol=1e-9, atol=1e-12)
+
+
+def test_bpd_bound_shapes_and_sum():
+    s = NoiseSchedule.linear(20, 1e-3, 0.4)
+    B = 3
+    x0 = grid_images(B, 8)
+    g = torch.Generator().manual_seed(0)
+    out = bpd_bound(s, eps_oracle(s, x0), x0, variance="beta_tilde", clip_x0=False, generator=g)
+    assert out["total"].shape == (B,) and out["prior"].shape == (B,) and out["terms"].shape == (B, s.T)
+    torch.testing.assert_close(out["total"], out["prior"] + out["terms"].sum(1))
+    torch.testing.assert_close(out["prior"], prior_bpd(s, x0))
+    # The oracle knows the true posterior: every term but L_0 (column t = 1) vanishes.
+    assert float(out["terms"][:, 1:].abs().max()) < 1e-9
+    assert float(out["terms"][:, 0].min()) > 0
+    # A model that always says eps = 0 is worse at every t >= 2.
+    bad = bpd_bound(s, lambda x_t, t: torch.zeros_like(x_t), x0, variance="beta_tilde", clip_x0=False)
+    assert bool((bad["terms"][:, 1:] > 1e-3).all())
