@@ -31,7 +31,7 @@ from .schedules import NoiseSchedule
 from .validation import check_floating, check_same_shape, check_timesteps
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, eq=False)  # eq=False: tensors have no truth value
 class GaussianMixture:
     """q(x) = sum_k w_k N(x; mu_k, s_k^2 I): K isotropic Gaussian components in D dimensions.
 

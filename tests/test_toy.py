@@ -28,7 +28,7 @@ from ddpm_core.toy import (
     sliced_wasserstein,
 )
 
-torch.set_num_threads(1)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def lopsided_mixture() -> GaussianMixture:
@@ -112,12 +112,12 @@ def test_marginal_matches_forward_process_moments():
 @pytest.mark.parametrize("t", [1, 10, 50, 100])
 def test_optimal_eps_single_gaussian_closed_form(t):
     """K = 1: E[eps | x_t] = sqrt(1 - a) (x_t - sqrt(a) mu) / (a s^2 + 1 - a)."""
-    mu, s = torch.tensor([[0.3, -0.7]]), 0.4
-    m = GaussianMixture(weights=torch.tensor([1.0]), means=mu, stds=torch.tensor([s]))
+    mu, s = torch.tensor([[0.3, -0.7]], dtype=torch.float64), 0.4
+    m = GaussianMixture(weights=torch.tensor([1.0]), means=mu, stds=torch.tensor([s], dtype=torch.float64))
     schedule = NoiseSchedule.linear(100)
     x_t = torch.randn(64, 2, generator=torch.Generator().manual_seed(t), dtype=torch.float64)
     a = schedule.alphas_cumprod[t]
-    expected = torch.sqrt(1 - a) * (x_t - a.sqrt() * mu.double()) / (a * s**2 + 1 - a)
+    expected = torch.sqrt(1 - a) * (x_t - a.sqrt() * mu) / (a * s**2 + 1 - a)
     got = optimal_eps(m, schedule)(x_t, torch.full((64,), t))
     torch.testing.assert_close(got, expected, rtol=1e-12, atol=1e-12)
 
