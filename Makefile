@@ -19,7 +19,7 @@ $(STAMP): requirements.txt pyproject.toml
 
 # Debian's chromium for the browser test (Playwright cannot download its own browser offline).
 $(CHROMIUM):
-	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-dejavu-core
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-dejavu-core fonts-wqy-microhei
 
 book: $(STAMP)
 	$(BIN)/jupyter-book build . --path-output .
