@@ -17,6 +17,9 @@ from .losses import (
 from .posterior import posterior_mean_from_eps, predict_x0_from_eps, q_posterior_mean_variance
 from .reverse import PMeanVariance, p_mean_variance, p_sample, p_sample_loop
 from .schedules import NoiseSchedule, cosine_beta_schedule, extract, linear_beta_schedule
+from .unet import UNet, UNetConfig, count_parameters, sinusoidal_embedding
+from .ddim import ddim_sample_loop, ddim_timesteps
+from .train import EMA, NonFiniteLossError, TrainConfig, load_pretrained, train, training_step
 
 __version__ = "0.1.0"
 
@@ -42,4 +45,16 @@ __all__ = [
     "prior_bpd",
     "vb_terms_bpd",
     "bpd_bound",
+    "UNet",
+    "UNetConfig",
+    "count_parameters",
+    "sinusoidal_embedding",
+    "ddim_sample_loop",
+    "ddim_timesteps",
+    "EMA",
+    "NonFiniteLossError",
+    "TrainConfig",
+    "train",
+    "training_step",
+    "load_pretrained",
 ]

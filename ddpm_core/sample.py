@@ -1,0 +1,112 @@
+"""Sampling from the command line: a grid of generated digits as a PNG.
+
+    python -m ddpm_core.sample --n 64 --sampler ddim --num-steps 100 --seed 0 --out grid.png
+    python -m ddpm_core.sample --weights runs/mnist --sampler ddpm --out grid.png
+
+``--weights`` is a ``.safetensors`` file written by :func:`ddpm_core.train.save_model`, a
+run folder (its newest checkpoint's EMA weights), or a checkpoint ``.pt`` file; without it
+the model shipped in ``ddpm_core/assets`` is used. DDPM (Algorithm 2) always makes T model
+calls; DDIM makes ``--num-steps``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import torch
+
+from .ddim import ddim_sample_loop
+from .reverse import VARIANCES, p_sample_loop
+from .schedules import NoiseSchedule
+from .train import (
+    EMA,
+    PRETRAINED,
+    TrainConfig,
+    list_checkpoints,
+    load_checkpoint,
+    load_pretrained,
+    make_schedule,
+)
+from .unet import UNet
+
+SAMPLERS = ("ddpm", "ddim")
+
+
+def load_weights(weights: str | Path | None = None, device: str | torch.device = "cpu") -> tuple[UNet, NoiseSchedule]:
+    """The EMA network and its schedule from a safetensors file, a run folder or a checkpoint.
+
+    Args:
+        weights: ``.safetensors`` file (with its JSON sidecar), run folder, ``.pt`` checkpoint,
+            or None for the shipped model.
+        device: where to put the model.
+
+    Returns:
+        (model, schedule), the model in eval mode.
+    """
+    if weights is None:
+        return load_pretrained(PRETRAINED, device=device)
+    weights = Path(weights)
+    if weights.is_dir():
+        found = list_checkpoints(weights)
+        if not found:
+            raise ValueError(f"weights: the run folder {str(weights)!r} holds no checkpoints")
+        weights = found[-1]
+    if weights.suffix == ".safetensors":
+        return load_pretrained(weights, device=device)
+    if weights.suffix == ".pt":
+        ckpt = load_checkpoint(weights)
+        cfg = TrainConfig.from_dict(json.loads(ckpt["config"]))
+        model = UNet(cfg.model)
+        ema = EMA(model, cfg.ema_decay)
+        ema.load_state_dict(ckpt["ema"])
+        ema.copy_to(model)
+        return model.to(device).eval(), make_schedule(cfg)
+    raise ValueError(f"weights must be a .safetensors file, a .pt checkpoint or a run folder, got {str(weights)!r}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``python -m ddpm_core.sample``."""
+    p = argparse.ArgumentParser(prog="python -m ddpm_core.sample", description="Generate a grid of digits.")
+    p.add_argument("--weights", help="safetensors file, run folder or .pt checkpoint (default: the shipped model)")
+    p.add_argument("--n", type=int, default=64, help="number of images")
+    p.add_argument("--sampler", choices=SAMPLERS, default="ddim")
+    p.add_argument("--num-steps", type=int, default=100, help="DDIM steps (ignored by ddpm, which uses T)")
+    p.add_argument("--eta", type=float, default=0.0, help="DDIM noise level (0: deterministic)")
+    p.add_argument("--variance", choices=VARIANCES, default="beta", help="DDPM variance sigma_t^2")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--nrow", type=int, default=8, help="images per row of the grid")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--threads", type=int, help="torch.set_num_threads (CPU)")
+    p.add_argument("--out", default="samples.png", help="PNG file to write")
+    return p
+
+
+def main(argv: list[str] | None = None) -> torch.Tensor:
+    """Entry point of ``python -m ddpm_core.sample``; returns the images, (n, C, H, W) in [-1, 1]."""
+    from .plotting import image_grid, png_bytes
+
+    args = build_parser().parse_args(argv)
+    if args.n < 1:
+        raise ValueError(f"--n must be >= 1, got {args.n}")
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    model, schedule = load_weights(args.weights, device=args.device)
+    cfg = model.config
+    shape = (args.n, cfg.image_channels, cfg.image_size, cfg.image_size)
+    generator = torch.Generator(device=args.device).manual_seed(args.seed)
+    if args.sampler == "ddpm":
+        images = p_sample_loop(schedule, model, shape, generator=generator, device=args.device, variance=args.variance)
+    else:
+        images = ddim_sample_loop(schedule, model, shape, num_steps=args.num_steps, eta=args.eta,
+                                  generator=generator, device=args.device)
+    images = images.cpu()
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_bytes(png_bytes(image_grid(images, nrow=args.nrow)))
+    print(f"{args.n} samples ({args.sampler}) written to {args.out}")
+    return images
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,767 @@
+"""Training: Algorithm 1 of Ho et al. (2020) with the engineering around it.
+
+The mathematics is three lines (:func:`training_step`): draw t ~ Uniform{1..T} and
+eps ~ N(0, I), form x_t, take a gradient step on L_simple, eq. {eq}`eq-loss-simple`.
+Everything else here makes a run reproducible and safe to stop:
+
+* an exponential moving average of the weights (:class:`EMA`), which is what samples use;
+* a learning-rate warm-up (:func:`lr_at`);
+* checkpoints holding every piece of state (model, EMA, optimizer, gradient scaler, step,
+  random-number generators), so that N steps in one go and N/2 + resume + N/2 give
+  bit-identical weights on a CPU;
+* a stop with :class:`NonFiniteLossError` at the first non-finite loss, before anything
+  is written, so the last checkpoint on disk is always a good one;
+* mixed precision, channels-last memory and ``torch.compile`` on a GPU, all optional.
+
+Checkpoints are read with ``torch.load(..., weights_only=True)``, which refuses pickled
+code; finished weights are exported as safetensors with a JSON sidecar (:func:`save_model`).
+
+Timestep convention: the paper's t = 1..T; schedule arrays are indexed by t directly.
+
+Command line::
+
+    python -m ddpm_core.train --run-dir runs/mnist --quick --export weights.safetensors
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import os
+import platform
+import re
+import sys
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable, Literal
+
+import torch
+
+from .ddim import ddim_sample_loop
+from .losses import sample_timesteps, simple_loss
+from .schedules import NoiseSchedule
+from .unet import UNet, UNetConfig
+
+SCHEDULES = ("linear", "cosine")
+LOSS_TYPES = ("l2", "l1")
+DATA_SOURCES = ("offline", "mnist")
+AMP_MODES = ("auto", "off", "fp16", "bf16")
+DEVICES = ("auto", "cpu", "cuda")
+ASSETS = Path(__file__).parent / "assets"
+PRETRAINED = ASSETS / "mnist_ddpm.safetensors"
+
+
+class NonFiniteLossError(RuntimeError):
+    """Training met a NaN or infinite loss (or gradient, or weight) and stopped."""
+
+
+def _check_int(name: str, value: object, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+
+
+def _check_choice(name: str, value: object, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrainConfig:
+    """Everything that determines a training run (and nothing that does not).
+
+    Attributes:
+        T: number of diffusion steps.
+        schedule: ``"linear"`` (Ho et al.) or ``"cosine"`` (Nichol & Dhariwal).
+        batch_size: images per step.
+        lr: peak learning rate of Adam.
+        warmup_steps: steps of linear warm-up from 0 to ``lr`` (0: none).
+        steps: total number of optimizer steps.
+        ema_decay: decay of the exponential moving average of the weights, in [0, 1).
+        grad_clip: clip the gradient's global norm to this value (0: no clipping).
+        loss_type: ``"l2"`` (L_simple) or ``"l1"``.
+        seed: seed of the weights' initialisation, the data order and the noise.
+        checkpoint_every: write a checkpoint every this many steps (0: only at the end).
+        log_every: append a line to metrics.jsonl every this many steps.
+        sample_every: save a grid of EMA samples every this many steps (0: never).
+        data: ``"offline"`` (the 4,500 training digits of :func:`ddpm_core.data.load_mnist_5k`)
+            or ``"mnist"`` (60,000 digits through torchvision, needs a network).
+        amp: mixed precision: ``"auto"`` (bf16 on GPUs that have it, else fp16 with a
+            gradient scaler; off on a CPU), ``"off"``, ``"fp16"`` (GPU only) or ``"bf16"``.
+        channels_last: store activations as (B, H, W, C) in memory (faster on recent GPUs).
+        compile: wrap the model in ``torch.compile``.
+        device: ``"auto"`` (CUDA if available), ``"cpu"`` or ``"cuda"``.
+        model: the :class:`~ddpm_core.unet.UNetConfig`.
+    """
+
+    T: int = 1000
+    schedule: Literal["linear", "cosine"] = "linear"
+    batch_size: int = 128
+    lr: float = 2e-4
+    warmup_steps: int = 1000
+    steps: int = 20000
+    ema_decay: float = 0.999
+    grad_clip: float = 1.0
+    loss_type: Literal["l2", "l1"] = "l2"
+    seed: int = 0
+    checkpoint_every: int = 1000
+    log_every: int = 100
+    sample_every: int = 0
+    data: Literal["offline", "mnist"] = "offline"
+    amp: Literal["auto", "off", "fp16", "bf16"] = "auto"
+    channels_last: bool = False
+    compile: bool = False
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    model: UNetConfig = dataclasses.field(default_factory=UNetConfig)
+
+    def __post_init__(self) -> None:
+        _check_int("T", self.T, 1)
+        _check_choice("schedule", self.schedule, SCHEDULES)
+        _check_int("batch_size", self.batch_size, 1)
+        if not (_is_number(self.lr) and self.lr > 0):
+            raise ValueError(f"lr must be a finite number > 0, got {self.lr!r}")
+        _check_int("warmup_steps", self.warmup_steps, 0)
+        _check_int("steps", self.steps, 1)
+        if not (_is_number(self.ema_decay) and 0.0 <= self.ema_decay < 1.0):
+            raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay!r}")
+        if not (_is_number(self.grad_clip) and self.grad_clip >= 0):
+            raise ValueError(f"grad_clip must be a finite number >= 0 (0: no clipping), got {self.grad_clip!r}")
+        _check_choice("loss_type", self.loss_type, LOSS_TYPES)
+        _check_int("seed", self.seed, 0)
+        _check_int("checkpoint_every", self.checkpoint_every, 0)
+        _check_int("log_every", self.log_every, 1)
+        _check_int("sample_every", self.sample_every, 0)
+        _check_choice("data", self.data, DATA_SOURCES)
+        _check_choice("amp", self.amp, AMP_MODES)
+        for name in ("channels_last", "compile"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}")
+        _check_choice("device", self.device, DEVICES)
+        if not isinstance(self.model, UNetConfig):
+            raise ValueError(f"model must be a UNetConfig, got {type(self.model).__name__}")
+
+    def to_dict(self) -> dict:
+        """The fields as a JSON-friendly dict, with ``model`` nested."""
+        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        d["model"] = self.model.to_dict()
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainConfig":
+        """Inverse of :meth:`to_dict`; unknown keys raise ``ValueError``."""
+        unknown = set(d) - {f.name for f in dataclasses.fields(cls)}
+        if unknown:
+            raise ValueError(f"unknown TrainConfig fields: {sorted(unknown)}")
+        d = dict(d)
+        if "model" in d:
+            d["model"] = UNetConfig.from_dict(d["model"])
+        return cls(**d)
+
+
+def make_schedule(cfg: TrainConfig) -> NoiseSchedule:
+    """The :class:`NoiseSchedule` a configuration trains with."""
+    return NoiseSchedule.linear(cfg.T) if cfg.schedule == "linear" else NoiseSchedule.cosine(cfg.T)
+
+
+class EMA:
+    """Exponential moving average of a model's parameters: theta_ema <- d theta_ema + (1 - d) theta.
+
+    The decay is warmed up as d_n = min(decay, (1 + n) / (10 + n)) after n updates, so that a
+    short run is not dominated by the random initial weights (with d = 0.999 and no warm-up,
+    the initial weights would still weigh 0.999^2000 = 14% after 2,000 steps).
+
+    Args:
+        model: the model whose parameters are averaged (they are copied now).
+        decay: the target decay d, in [0, 1).
+    """
+
+    def __init__(self, model: torch.nn.Module, decay: float):
+        if not (_is_number(decay) and 0.0 <= decay < 1.0):
+            raise ValueError(f"decay must be in [0, 1), got {decay!r}")
+        self.decay = float(decay)
+        self.num_updates = 0
+        self.shadow = {name: p.detach().clone() for name, p in model.named_parameters()}
+
+    def current_decay(self) -> float:
+        """The decay the next :meth:`update` uses."""
+        return min(self.decay, (1 + self.num_updates) / (10 + self.num_updates))
+
+    @torch.no_grad()
+    def update(self, model: torch.nn.Module) -> None:
+        """Move every average towards the model's current parameters."""
+        d = self.current_decay()
+        for name, p in model.named_parameters():
+            self.shadow[name].lerp_(p.detach(), 1.0 - d)  # shadow + (1 - d) (p - shadow)
+        self.num_updates += 1
+
+    @torch.no_grad()
+    def copy_to(self, model: torch.nn.Module) -> None:
+        """Overwrite ``model``'s parameters with the averages."""
+        for name, p in model.named_parameters():
+            p.copy_(self.shadow[name])
+
+    def state_dict(self) -> dict:
+        """decay, num_updates and the averaged tensors."""
+        return {"decay": self.decay, "num_updates": self.num_updates, "shadow": dict(self.shadow)}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore what :meth:`state_dict` returned."""
+        if set(state["shadow"]) != set(self.shadow):
+            raise ValueError("EMA state does not match the model's parameters")
+        self.decay = float(state["decay"])
+        self.num_updates = int(state["num_updates"])
+        for name, value in state["shadow"].items():
+            self.shadow[name].copy_(value)
+
+
+def lr_at(step: int, cfg: TrainConfig) -> float:
+    """Learning rate of step ``step`` (1-based): linear warm-up to ``cfg.lr``, then constant.
+
+    lr_step = lr * min(1, step / warmup_steps), as in Ho et al. (who warm up for 5,000 steps).
+    """
+    _check_int("step", step, 1)
+    if cfg.warmup_steps == 0:
+        return cfg.lr
+    return cfg.lr * min(1.0, step / cfg.warmup_steps)
+
+
+def training_step(
+    model: torch.nn.Module,
+    schedule: NoiseSchedule,
+    optimizer: torch.optim.Optimizer,
+    x0: torch.Tensor,
+    *,
+    loss_type: Literal["l2", "l1"] = "l2",
+    grad_clip: float = 1.0,
+    scaler: torch.amp.GradScaler | None = None,
+    amp_dtype: torch.dtype | None = None,
+) -> float:
+    """One step of Algorithm 1: t ~ Uniform{1..T}, eps ~ N(0, I), a gradient step on L_simple.
+
+    Eq. {eq}`eq-loss-simple`. Random numbers come from torch's global generator on x0's
+    device, so that :func:`train` can save and restore them.
+
+    Args:
+        model: eps_theta, called as ``model(x_t, t)`` with t in 1..T.
+        schedule: the noise schedule.
+        optimizer: the optimizer of ``model``'s parameters (its learning rate already set).
+        x0: a batch of training images, shape (B, C, H, W), in [-1, 1].
+        loss_type: ``"l2"`` or ``"l1"``, see :func:`ddpm_core.losses.simple_loss`.
+        grad_clip: clip the gradient's global norm to this value (0: no clipping).
+        scaler: a gradient scaler for fp16 (None or disabled: no scaling).
+        amp_dtype: autocast dtype (None: full precision).
+
+    Returns:
+        the loss of this batch, as a float.
+
+    Raises:
+        NonFiniteLossError: the loss (or, without a scaler, the gradient) is NaN or infinite;
+            the weights are left untouched.
+    """
+    model.train()
+    t = sample_timesteps(x0.shape[0], schedule.T, device=x0.device)  # (B,) in 1..T
+    noise = torch.randn_like(x0)
+    with torch.autocast(device_type=x0.device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
+        loss = simple_loss(schedule, model, x0, t, noise=noise, loss_type=loss_type)
+    value = float(loss.detach())
+    if not math.isfinite(value):
+        raise NonFiniteLossError(f"the loss is {value}; training stopped before the optimizer step")
+    optimizer.zero_grad(set_to_none=True)
+    scaling = scaler is not None and scaler.is_enabled()
+    if scaling:
+        scaler.scale(loss).backward()
+        scaler.unscale_(optimizer)  # so that the clipping threshold is in true gradient units
+    else:
+        loss.backward()
+    max_norm = grad_clip if grad_clip > 0 else math.inf
+    grad_norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm))
+    if not scaling and not math.isfinite(grad_norm):
+        # (With fp16 an infinite gradient is routine: the scaler skips the step and lowers its scale.)
+        raise NonFiniteLossError(f"the gradient norm is {grad_norm}; training stopped before the optimizer step")
+    if scaling:
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        optimizer.step()
+    return value
+
+
+def resolve_device(cfg: TrainConfig) -> torch.device:
+    """The device a configuration runs on; ``"cuda"`` without a GPU raises ``ValueError``."""
+    if cfg.device == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device='cuda' was asked for but torch.cuda.is_available() is False")
+    if cfg.device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(cfg.device)
+
+
+def resolve_amp(cfg: TrainConfig, device: torch.device) -> tuple[torch.dtype | None, bool]:
+    """Autocast dtype (None: off) and whether a gradient scaler is needed.
+
+    ``"auto"``: off on a CPU; bf16 on GPUs with native bf16 (compute capability >= 8.0; no
+    scaler needed: bf16 has float32's range); otherwise (e.g. a T4) fp16 with a scaler.
+    """
+    cuda = device.type == "cuda"
+    if cfg.amp == "off" or (cfg.amp == "auto" and not cuda):
+        return None, False
+    if cfg.amp == "fp16":
+        if not cuda:
+            raise ValueError("amp='fp16' needs a CUDA device (use 'bf16' or 'off' on a CPU)")
+        return torch.float16, True
+    if cfg.amp == "bf16":
+        if cuda and not torch.cuda.is_bf16_supported():
+            raise ValueError("amp='bf16' is not supported by this GPU; use 'fp16'")
+        return torch.bfloat16, False
+    # "auto" on a GPU. Native bf16 needs compute capability 8.0 (Ampere) or newer; older cards
+    # such as Colab's T4 (7.5) only emulate it slowly, and torch.cuda.is_bf16_supported()
+    # counts emulation as support, so the capability is checked instead.
+    native_bf16 = torch.cuda.get_device_capability(device)[0] >= 8
+    return (torch.bfloat16, False) if native_bf16 else (torch.float16, True)
+
+
+def load_training_images(cfg: TrainConfig) -> torch.Tensor:
+    """The training images of ``cfg.data``, shape (N, 1, 32, 32) in [-1, 1], on the CPU."""
+    from .data import load_digits
+
+    images, _ = load_digits(cfg.data, "train")
+    return images
+
+
+def sample_batch(images: torch.Tensor, batch_size: int, generator: torch.Generator) -> torch.Tensor:
+    """Draw ``batch_size`` images uniformly with replacement, using ``generator`` (on the CPU)."""
+    idx = torch.randint(0, images.shape[0], (batch_size,), generator=generator)
+    return images[idx]  # (B, C, H, W)
+
+
+# ----------------------------------------------------------------------------- checkpoints
+
+CHECKPOINT_RE = re.compile(r"^step_(\d{7})\.pt$")
+
+
+def checkpoint_path(run_dir: str | Path, step: int) -> Path:
+    """run_dir/checkpoints/step_XXXXXXX.pt."""
+    return Path(run_dir) / "checkpoints" / f"step_{step:07d}.pt"
+
+
+def list_checkpoints(run_dir: str | Path) -> list[Path]:
+    """The checkpoints of a run, oldest first."""
+    folder = Path(run_dir) / "checkpoints"
+    if not folder.is_dir():
+        return []
+    found = [p for p in folder.iterdir() if CHECKPOINT_RE.match(p.name)]
+    return sorted(found, key=lambda p: int(CHECKPOINT_RE.match(p.name).group(1)))
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict:
+    """Read a checkpoint safely: ``weights_only=True`` refuses anything but tensors and plain data."""
+    return torch.load(path, map_location=map_location, weights_only=True)
+
+
+def config_differences(saved: dict, cfg: TrainConfig, ignore: tuple[str, ...] = ("steps",)) -> list[str]:
+    """Fields (``model.*`` for the network's) where ``saved`` and ``cfg`` differ, ``ignore`` left out."""
+    current = cfg.to_dict()
+    diffs = []
+    for key in sorted(set(saved) | set(current)):
+        if key in ignore:
+            continue
+        a, b = saved.get(key), current.get(key)
+        if key == "model" and isinstance(a, dict) and isinstance(b, dict):
+            diffs += [f"model.{k}: {a.get(k)!r} != {b.get(k)!r}" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
+        elif a != b:
+            diffs.append(f"{key}: {a!r} != {b!r}")
+    return diffs
+
+
+def _write_atomic(path: Path, write: Callable[[Path], None]) -> None:
+    """Write to a temporary file, then rename: a crash never leaves half a file under ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    write(tmp)
+    os.replace(tmp, path)
+
+
+def _check_finite_state(model: torch.nn.Module, ema: EMA, step: int) -> None:
+    bad = [n for n, p in model.named_parameters() if not bool(torch.isfinite(p).all())]
+    bad += [f"ema.{n}" for n, v in ema.shadow.items() if not bool(torch.isfinite(v).all())]
+    if bad:
+        raise NonFiniteLossError(f"non-finite weights at step {step} ({bad[:3]} ...); no checkpoint written")
+
+
+# ----------------------------------------------------------------------------- the loop
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrainResult:
+    """What :func:`train` returns."""
+
+    run_dir: Path
+    step: int  # the last step done
+    final_loss: float  # mean loss of the last logged window (NaN if nothing was logged)
+    wall_time_s: float  # training time over all sessions of the run
+    checkpoint: Path  # the newest checkpoint
+    model: UNet  # the trained weights (eval mode)
+    ema_model: UNet  # the EMA weights, what sampling should use (eval mode)
+
+
+def train(
+    cfg: TrainConfig,
+    run_dir: str | Path,
+    resume: bool = True,
+    progress: bool = True,
+    on_sample: Callable[[int, torch.Tensor], None] | None = None,
+    images: torch.Tensor | None = None,
+) -> TrainResult:
+    """Train eps_theta with Algorithm 1, writing config, metrics and checkpoints to ``run_dir``.
+
+    Files: ``config.json``; ``metrics.jsonl`` (one JSON line per ``log_every`` steps with
+    step, loss, lr, images_per_s); ``checkpoints/step_XXXXXXX.pt`` every ``checkpoint_every``
+    steps and at the end; ``samples/step_XXXXXXX.png`` every ``sample_every`` steps.
+
+    Args:
+        cfg: the configuration.
+        run_dir: folder of the run (created if needed).
+        resume: continue from the newest checkpoint of ``run_dir`` if there is one. Its
+            configuration must equal ``cfg`` except for ``steps``, which may grow.
+        progress: show a tqdm progress bar.
+        on_sample: called as ``on_sample(step, images)`` with 16 EMA samples (DDIM, 50 steps)
+            every ``sample_every`` steps.
+        images: train on these images (N, C, H, W) in [-1, 1] instead of ``cfg.data``.
+
+    Returns:
+        a :class:`TrainResult`.
+
+    Raises:
+        NonFiniteLossError: a loss, gradient or weight became NaN or infinite; nothing is
+            written after that, so the newest checkpoint is the last good state.
+        ValueError: the newest checkpoint comes from another configuration (the message
+            lists the differing fields), or ``run_dir`` holds checkpoints and ``resume`` is False.
+    """
+    if not isinstance(cfg, TrainConfig):
+        raise ValueError(f"cfg must be a TrainConfig, got {type(cfg).__name__}")
+    run_dir = Path(run_dir)
+    device = resolve_device(cfg)
+    amp_dtype, use_scaler = resolve_amp(cfg, device)
+    if images is None:
+        images = load_training_images(cfg)
+    expected = (cfg.model.image_channels, cfg.model.image_size, cfg.model.image_size)
+    if images.dim() != 4 or tuple(images.shape[1:]) != expected or not torch.is_floating_point(images):
+        raise ValueError(f"images must be a float tensor of shape (N, {', '.join(map(str, expected))}), got {tuple(images.shape)}")
+
+    # Fresh state, fully determined by the seed; a resumed run overwrites all of it.
+    torch.manual_seed(cfg.seed)
+    model = UNet(cfg.model).to(device)
+    if cfg.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    ema = EMA(model, cfg.ema_decay)
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    scaler = torch.amp.GradScaler(device.type, enabled=use_scaler)
+    data_generator = torch.Generator().manual_seed(cfg.seed)
+    schedule = make_schedule(cfg)
+    step, wall_time = 0, 0.0
+
+    existing = list_checkpoints(run_dir)
+    if existing and not resume:
+        raise ValueError(f"run_dir {run_dir} already holds checkpoints; pass resume=True or use a new run_dir")
+    if existing:
+        ckpt = load_checkpoint(existing[-1], map_location=device)
+        diffs = config_differences(json.loads(ckpt["config"]), cfg)
+        if diffs:
+            raise ValueError(f"checkpoint {existing[-1]} comes from a different configuration: " + "; ".join(diffs))
+        if ckpt["step"] > cfg.steps:
+            raise ValueError(f"steps={cfg.steps} is smaller than the checkpoint's step {ckpt['step']}")
+        model.load_state_dict(ckpt["model"])
+        ema.load_state_dict(ckpt["ema"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        scaler.load_state_dict(ckpt["scaler"])
+        step, wall_time = int(ckpt["step"]), float(ckpt["wall_time_s"])
+        torch.set_rng_state(ckpt["rng_cpu"].cpu())
+        if device.type == "cuda" and ckpt.get("rng_cuda") is not None:
+            torch.cuda.set_rng_state_all([s.cpu() for s in ckpt["rng_cuda"]])
+        data_generator.set_state(ckpt["rng_data"].cpu())
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
+    metrics_file = run_dir / "metrics.jsonl"
+    _truncate_metrics(metrics_file, step)  # drop lines a crashed session wrote after its last checkpoint
+
+    def save(at_step: int) -> Path:
+        _check_finite_state(model, ema, at_step)
+        state = {
+            "step": at_step,
+            "wall_time_s": wall_time,
+            "config": json.dumps(cfg.to_dict()),
+            "model": model.state_dict(),
+            "ema": ema.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "scaler": scaler.state_dict(),
+            "rng_cpu": torch.get_rng_state(),
+            "rng_cuda": torch.cuda.get_rng_state_all() if device.type == "cuda" else None,
+            "rng_data": data_generator.get_state(),
+        }
+        path = checkpoint_path(run_dir, at_step)
+        _write_atomic(path, lambda tmp: torch.save(state, tmp))
+        return path
+
+    net = torch.compile(model) if cfg.compile else model
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=cfg.steps, initial=step, disable=not progress, desc="training", dynamic_ncols=True)
+    window_losses: list[float] = []
+    final_loss = _last_logged_loss(metrics_file)
+    window_start = session_start = time.perf_counter()
+    wall_at_start = wall_time
+    last_ckpt = existing[-1] if existing else None
+    try:
+        while step < cfg.steps:
+            step += 1
+            lr = lr_at(step, cfg)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            x0 = sample_batch(images, cfg.batch_size, data_generator).to(device)
+            if cfg.channels_last:
+                x0 = x0.contiguous(memory_format=torch.channels_last)
+            try:
+                loss = training_step(
+                    net, schedule, optimizer, x0,
+                    loss_type=cfg.loss_type, grad_clip=cfg.grad_clip, scaler=scaler, amp_dtype=amp_dtype,
+                )
+            except NonFiniteLossError as err:
+                raise NonFiniteLossError(f"step {step}: {err}") from None
+            ema.update(model)
+            window_losses.append(loss)
+            wall_time = wall_at_start + time.perf_counter() - session_start
+
+            if step % cfg.log_every == 0 or step == cfg.steps:
+                now = time.perf_counter()
+                final_loss = sum(window_losses) / len(window_losses)
+                speed = len(window_losses) * cfg.batch_size / max(now - window_start, 1e-9)
+                row = {"step": step, "loss": final_loss, "lr": lr, "images_per_s": speed}
+                with open(metrics_file, "a") as f:
+                    f.write(json.dumps(row) + "\n")
+                bar.set_postfix(loss=f"{final_loss:.4f}", img_s=f"{speed:.0f}")
+                window_losses, window_start = [], now
+            if (cfg.checkpoint_every and step % cfg.checkpoint_every == 0) or step == cfg.steps:
+                last_ckpt = save(step)
+            if cfg.sample_every and step % cfg.sample_every == 0:
+                _preview(ema, cfg, schedule, device, step, run_dir, on_sample)
+            bar.update(1)
+    finally:
+        bar.close()
+
+    ema_model = UNet(cfg.model).to(device)
+    ema.copy_to(ema_model)
+    return TrainResult(
+        run_dir=run_dir, step=step, final_loss=final_loss, wall_time_s=wall_time,
+        checkpoint=last_ckpt, model=model.eval(), ema_model=ema_model.eval(),
+    )
+
+
+def _truncate_metrics(metrics_file: Path, step: int) -> None:
+    if not metrics_file.exists():
+        return
+    rows = [line for line in metrics_file.read_text().splitlines() if line.strip()]
+    kept = [line for line in rows if json.loads(line)["step"] <= step]
+    if len(kept) != len(rows):
+        metrics_file.write_text("".join(line + "\n" for line in kept))
+
+
+def _last_logged_loss(metrics_file: Path) -> float:
+    if not metrics_file.exists():
+        return math.nan
+    rows = [line for line in metrics_file.read_text().splitlines() if line.strip()]
+    return float(json.loads(rows[-1])["loss"]) if rows else math.nan
+
+
+@torch.no_grad()
+def _preview(ema: EMA, cfg: TrainConfig, schedule: NoiseSchedule, device: torch.device, step: int,
+             run_dir: Path, on_sample: Callable[[int, torch.Tensor], None] | None) -> None:
+    """16 DDIM samples of the EMA model, from a generator of their own (training RNG untouched)."""
+    from .plotting import image_grid, png_bytes
+
+    model = UNet(cfg.model).to(device)
+    ema.copy_to(model)
+    model.eval()
+    generator = torch.Generator(device=device).manual_seed(cfg.seed)  # the same noise at every preview
+    shape = (16, cfg.model.image_channels, cfg.model.image_size, cfg.model.image_size)
+    samples = ddim_sample_loop(schedule, model, shape, num_steps=min(50, cfg.T), generator=generator).cpu()
+    path = run_dir / "samples" / f"step_{step:07d}.png"
+    _write_atomic(path, lambda tmp: tmp.write_bytes(png_bytes(image_grid(samples, nrow=8))))
+    if on_sample is not None:
+        on_sample(step, samples)
+
+
+# ----------------------------------------------------------------------------- weights files
+
+
+def save_model(model: UNet, config: UNetConfig, path: str | Path, metadata: dict | None = None,
+               dtype: torch.dtype = torch.float32) -> None:
+    """Write ``model``'s weights as safetensors and a JSON sidecar (same name, ``.json``).
+
+    Neither file can run code when read. The sidecar holds ``{"unet_config": ..., **metadata}``;
+    put the training configuration under ``metadata["train_config"]`` so that
+    :func:`load_pretrained` can rebuild the noise schedule.
+
+    Args:
+        model: the network.
+        config: its :class:`UNetConfig`.
+        path: the ``.safetensors`` file to write.
+        metadata: JSON-serialisable provenance (command, steps, date, ...).
+        dtype: storage dtype (float32, or float16 for half the size).
+    """
+    from safetensors.torch import save_file
+
+    if dtype not in (torch.float32, torch.float16, torch.bfloat16):
+        raise ValueError(f"dtype must be torch.float32, torch.float16 or torch.bfloat16, got {dtype}")
+    path = Path(path)
+    if path.suffix != ".safetensors":
+        raise ValueError(f"path must end in .safetensors, got {str(path)!r}")
+    tensors = {k: v.detach().to("cpu", dtype).contiguous() for k, v in model.state_dict().items()}
+    sidecar = {"unet_config": config.to_dict(), **(metadata or {})}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file(tensors, str(path), metadata={"format": "pt"})
+    path.with_suffix(".json").write_text(json.dumps(sidecar, indent=2) + "\n")
+
+
+def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[UNet, dict]:
+    """Read what :func:`save_model` wrote: the network (float32, eval mode) and the sidecar dict."""
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    sidecar_path = path.with_suffix(".json")
+    if not path.exists() or not sidecar_path.exists():
+        raise ValueError(f"path must name a .safetensors file with a .json sidecar next to it, got {str(path)!r}")
+    info = json.loads(sidecar_path.read_text())
+    model = UNet(UNetConfig.from_dict(info["unet_config"]))
+    state = {k: v.float() for k, v in load_file(str(path)).items()}
+    model.load_state_dict(state)
+    return model.to(device).eval(), info
+
+
+def load_pretrained(path: str | Path | None = None, device: str | torch.device = "cpu") -> tuple[UNet, NoiseSchedule]:
+    """The MNIST model shipped in ``ddpm_core/assets`` (EMA weights) and its noise schedule.
+
+    Args:
+        path: another ``.safetensors`` file written by :func:`save_model` with a ``train_config``.
+        device: where to put the model.
+
+    Returns:
+        (model, schedule): the network in eval mode and the :class:`NoiseSchedule` it was trained with.
+    """
+    model, info = load_model(PRETRAINED if path is None else path, device=device)
+    return model, make_schedule(TrainConfig.from_dict(info["train_config"]))
+
+
+def export_checkpoint(checkpoint: str | Path, path: str | Path, metadata: dict | None = None,
+                      dtype: torch.dtype = torch.float32) -> None:
+    """Write a checkpoint's EMA weights with :func:`save_model` (``train_config`` added to the metadata)."""
+    ckpt = load_checkpoint(checkpoint)
+    cfg = TrainConfig.from_dict(json.loads(ckpt["config"]))
+    model = UNet(cfg.model)
+    model.load_state_dict(ckpt["model"])
+    ema = EMA(model, cfg.ema_decay)
+    ema.load_state_dict(ckpt["ema"])
+    ema.copy_to(model)
+    save_model(model, cfg.model, path, {"train_config": cfg.to_dict(), "steps": int(ckpt["step"]), **(metadata or {})}, dtype)
+
+
+# ----------------------------------------------------------------------------- command line
+
+# The CPU preset of ``--quick``: what trained the model in ddpm_core/assets.
+QUICK = dict(steps=800, batch_size=64, lr=2e-3, warmup_steps=100, ema_decay=0.999,
+             checkpoint_every=100, log_every=25, sample_every=0, device="cpu")
+
+
+def _ints(text: str) -> tuple[int, ...]:
+    return tuple(int(v) for v in text.split(",") if v.strip())
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``python -m ddpm_core.train``."""
+    p = argparse.ArgumentParser(prog="python -m ddpm_core.train", description="Train a DDPM on MNIST digits.")
+    p.add_argument("--run-dir", required=True, help="folder for config, metrics and checkpoints")
+    p.add_argument("--quick", action="store_true", help=f"CPU preset: {QUICK} (explicit flags win)")
+    p.add_argument("--no-resume", action="store_true", help="refuse to continue an existing run")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--threads", type=int, help="torch.set_num_threads (CPU)")
+    p.add_argument("--export", help="at the end, write the EMA weights to this .safetensors file")
+    p.add_argument("--export-dtype", choices=("float32", "float16"), default="float32")
+    g = p.add_argument_group("training (TrainConfig)")
+    g.add_argument("--T", type=int)
+    g.add_argument("--schedule", choices=SCHEDULES)
+    g.add_argument("--batch-size", type=int)
+    g.add_argument("--lr", type=float)
+    g.add_argument("--warmup-steps", type=int)
+    g.add_argument("--steps", type=int)
+    g.add_argument("--ema-decay", type=float)
+    g.add_argument("--grad-clip", type=float)
+    g.add_argument("--loss-type", choices=LOSS_TYPES)
+    g.add_argument("--seed", type=int)
+    g.add_argument("--checkpoint-every", type=int)
+    g.add_argument("--log-every", type=int)
+    g.add_argument("--sample-every", type=int)
+    g.add_argument("--data", choices=DATA_SOURCES)
+    g.add_argument("--amp", choices=AMP_MODES)
+    g.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None)
+    g.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None)
+    g.add_argument("--device", choices=DEVICES)
+    m = p.add_argument_group("network (UNetConfig)")
+    m.add_argument("--image-size", type=int)
+    m.add_argument("--patch-size", type=int)
+    m.add_argument("--base-channels", type=int)
+    m.add_argument("--channel-mults", type=_ints, help="comma-separated, e.g. 1,2,2")
+    m.add_argument("--num-res-blocks", type=int)
+    m.add_argument("--attention-resolutions", type=_ints, help="comma-separated grid sizes, '' for none")
+    m.add_argument("--dropout", type=float)
+    m.add_argument("--num-groups", type=int)
+    return p
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    """TrainConfig defaults, then the ``--quick`` preset, then every flag given."""
+    values = dict(QUICK) if args.quick else {}
+    model_fields = {f.name for f in dataclasses.fields(UNetConfig)}
+    model_values = {}
+    for f in dataclasses.fields(TrainConfig):
+        if f.name != "model" and getattr(args, f.name, None) is not None:
+            values[f.name] = getattr(args, f.name)
+    for name in model_fields:
+        if getattr(args, name, None) is not None:
+            model_values[name] = getattr(args, name)
+    return TrainConfig(**values, model=UNetConfig(**model_values))
+
+
+def main(argv: list[str] | None = None) -> TrainResult:
+    """Entry point of ``python -m ddpm_core.train``; returns the :class:`TrainResult`."""
+    args = build_parser().parse_args(argv)
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    cfg = config_from_args(args)
+    result = train(cfg, args.run_dir, resume=not args.no_resume, progress=not args.no_progress)
+    print(f"step {result.step}: loss {result.final_loss:.4f}, {result.wall_time_s:.0f} s, checkpoint {result.checkpoint}")
+    if args.export:
+        command = "python -m ddpm_core.train " + " ".join(sys.argv[1:] if argv is None else argv)
+        metadata = {
+            "command": command,
+            "wall_time_s": round(result.wall_time_s, 1),
+            "final_loss": result.final_loss,
+            "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"),
+            "machine": f"{os.cpu_count()}-core {platform.machine()} CPU, {torch.get_num_threads()} torch thread(s)"
+            if resolve_device(cfg).type == "cpu" else torch.cuda.get_device_name(),
+            "data_split": "load_mnist_5k('train'): 4,500 digits" if cfg.data == "offline" else "MNIST train: 60,000 digits",
+            "torch": torch.__version__,
+        }
+        export_checkpoint(result.checkpoint, args.export, metadata,
+                          dtype=torch.float16 if args.export_dtype == "float16" else torch.float32)
+        print(f"EMA weights written to {args.export}")
+    return result
+
+
+if __name__ == "__main__":
+    main()

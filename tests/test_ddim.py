@@ -1,0 +1,145 @@
+"""DDIM: the eta = 1, full-sequence step is DDPM's step with variance beta-tilde; exact
+recovery of a point mass; the subsequence; argument checks.
+
+Timestep convention: the paper's t = 1..T; alphabar_0 = 1 stands for x_0.
+"""
+
+import pytest
+import torch
+
+from ddpm_core.ddim import ddim_mean_variance, ddim_sample_loop, ddim_timesteps
+from ddpm_core.reverse import p_mean_variance, p_sample_loop
+from ddpm_core.schedules import NoiseSchedule
+from ddpm_core.unet import UNet, UNetConfig
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def random_unet(seed: int = 0) -> UNet:
+    """A tiny float64 U-Net with every layer perturbed, so that eps_hat is far from 0."""
+    torch.manual_seed(seed)
+    model = UNet(UNetConfig(patch_size=2, base_channels=8, channel_mults=(1, 2), attention_resolutions=(8,),
+                            num_groups=4, dropout=0.0))
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.3 * torch.randn_like(p))
+    return model.double().eval()
+
+
+@pytest.mark.parametrize("clip_x0", [False, True])
+@pytest.mark.parametrize("make_schedule", [NoiseSchedule.linear, NoiseSchedule.cosine])
+def test_eta_one_full_sequence_step_is_ddpm_beta_tilde_step(make_schedule, clip_x0):
+    """sigma^2 = beta-tilde_t and the DDIM mean = mu-tilde_t(x_t, x0_hat), for every t = 1..T."""
+    T = 100
+    schedule = make_schedule(T)
+    model = random_unet()
+    torch.manual_seed(1)
+    x_t = 2.0 * torch.randn(T, 1, 32, 32, dtype=torch.float64)  # one example per t
+    t = torch.arange(1, T + 1)
+    with torch.no_grad():
+        ddim = ddim_mean_variance(schedule, model, x_t, t, t - 1, eta=1.0, clip_x0=clip_x0)
+        ddpm = p_mean_variance(schedule, model, x_t, t, variance="beta_tilde", clip_x0=clip_x0)
+    if clip_x0:
+        assert bool((ddpm.pred_x0.abs() == 1).any())  # the clipping really happened somewhere
+    torch.testing.assert_close(ddim.variance, ddpm.variance, rtol=1e-10, atol=1e-15)
+    torch.testing.assert_close(ddim.mean, ddpm.mean, rtol=1e-9, atol=1e-11)
+    torch.testing.assert_close(ddim.pred_x0, ddpm.pred_x0, rtol=1e-12, atol=1e-12)
+
+
+def test_eta_one_full_sequence_sampler_is_ddpm_sampler():
+    """Same generator, same draws: the whole DDIM chain equals Algorithm 2 with beta-tilde."""
+    T = 20
+    schedule = NoiseSchedule.linear(T, beta_end=0.2)
+
+    def model(x, t):  # a smooth stand-in for eps_theta
+        return torch.tanh(0.7 * x + t[:, None, None, None] / T)
+
+    x_T = torch.randn(6, 1, 4, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    ddim = ddim_sample_loop(schedule, model, x_T.shape, num_steps=T, eta=1.0, x_T=x_T,
+                            generator=torch.Generator().manual_seed(1))
+    ddpm = p_sample_loop(schedule, model, x_T.shape, variance="beta_tilde", x_T=x_T,
+                         generator=torch.Generator().manual_seed(1))
+    torch.testing.assert_close(ddim, ddpm, rtol=1e-9, atol=1e-10)
+
+
+@pytest.mark.parametrize("eta", [0.0, 0.5, 1.0])
+@pytest.mark.parametrize("num_steps", [1, 7, 50])
+def test_point_mass_is_recovered_exactly(eta, num_steps):
+    """For data concentrated at one image x0*, the optimal eps_theta is
+    (x_t - sqrt(alphabar_t) x0*) / sqrt(1 - alphabar_t); every DDIM run must end at x0*."""
+    schedule = NoiseSchedule.linear(50)
+    x0_star = torch.rand(1, 1, 5, 5, dtype=torch.float64, generator=torch.Generator().manual_seed(3)) * 2 - 1
+    abar = schedule.alphas_cumprod
+
+    def oracle(x, t):
+        a = abar[t].reshape(-1, 1, 1, 1)
+        return (x - a.sqrt() * x0_star) / (1 - a).sqrt()
+
+    shape = (4, 1, 5, 5)
+    x_T = torch.randn(shape, dtype=torch.float64, generator=torch.Generator().manual_seed(4))
+    out = ddim_sample_loop(schedule, oracle, shape, num_steps, eta=eta, x_T=x_T,
+                           generator=torch.Generator().manual_seed(5))
+    torch.testing.assert_close(out, x0_star.expand(shape), rtol=0, atol=1e-10)
+
+
+def test_eta_zero_is_deterministic_given_x_T():
+    schedule = NoiseSchedule.linear(30)
+    model = random_unet().float()
+    x_T = torch.randn(2, 1, 32, 32, generator=torch.Generator().manual_seed(0))
+    a = ddim_sample_loop(schedule, model, x_T.shape, 5, eta=0.0, x_T=x_T, generator=torch.Generator().manual_seed(1))
+    b = ddim_sample_loop(schedule, model, x_T.shape, 5, eta=0.0, x_T=x_T, generator=torch.Generator().manual_seed(2))
+    c = ddim_sample_loop(schedule, model, x_T.shape, 5, eta=1.0, x_T=x_T, generator=torch.Generator().manual_seed(2))
+    assert torch.equal(a, b)
+    assert not torch.allclose(a, c)  # with eta > 0 the noise matters
+    assert a.abs().max() <= 1.0 + 1e-6  # the last step returns the clipped x0_hat
+
+
+def test_intermediates():
+    schedule = NoiseSchedule.linear(30)
+    out, chain = ddim_sample_loop(schedule, lambda x, t: 0.1 * x, (2, 1, 4, 4), 6,
+                                  generator=torch.Generator().manual_seed(0), return_intermediates=True)
+    assert len(chain) == 7
+    assert torch.equal(chain[-1], out)
+    assert torch.equal(chain[0], torch.randn(2, 1, 4, 4, generator=torch.Generator().manual_seed(0)))
+
+
+def test_timesteps():
+    assert ddim_timesteps(10, 10) == list(range(10, 0, -1))
+    assert ddim_timesteps(1000, 1) == [1000]
+    assert ddim_timesteps(1000, 2) == [1000, 1]
+    for T, n in [(1000, 50), (1000, 999), (7, 3), (100, 33)]:
+        seq = ddim_timesteps(T, n)
+        assert len(seq) == n and seq[0] == T and seq[-1] == 1
+        assert all(a > b for a, b in zip(seq, seq[1:]))
+        gaps = [a - b for a, b in zip(seq, seq[1:])]
+        assert max(gaps) - min(gaps) <= 1  # evenly spaced up to rounding
+
+
+@pytest.mark.parametrize("num_steps", [0, 11, 2.0, True])
+def test_timesteps_reject_bad_num_steps(num_steps):
+    with pytest.raises(ValueError, match="num_steps"):
+        ddim_timesteps(10, num_steps)
+
+
+@pytest.mark.parametrize("eta", [-0.1, float("nan"), True, "1"])
+def test_rejects_bad_eta(eta):
+    schedule = NoiseSchedule.linear(10)
+    with pytest.raises(ValueError, match="eta"):
+        ddim_sample_loop(schedule, lambda x, t: x, (1, 1, 2, 2), 5, eta=eta)
+    with pytest.raises(ValueError, match="eta"):
+        ddim_mean_variance(schedule, lambda x, t: x, torch.zeros(1, 1, 2, 2), 5, 4, eta=eta)
+
+
+@pytest.mark.parametrize("t, t_prev", [(5, 5), (5, 7), (5, -1), (5, 2.0), (0, 0), (11, 3)])
+def test_rejects_bad_timesteps(t, t_prev):
+    schedule = NoiseSchedule.linear(10)
+    with pytest.raises(ValueError, match="t_prev|t must"):
+        ddim_mean_variance(schedule, lambda x, t: x, torch.zeros(1, 1, 2, 2), t, t_prev)
+
+
+def test_rejects_bad_x_T_and_model_output():
+    schedule = NoiseSchedule.linear(10)
+    with pytest.raises(ValueError, match="x_T"):
+        ddim_sample_loop(schedule, lambda x, t: x, (1, 1, 2, 2), 5, x_T=torch.zeros(1, 1, 3, 3))
+    with pytest.raises(ValueError, match="model output"):
+        ddim_sample_loop(schedule, lambda x, t: x[:, :, :1], (1, 1, 2, 2), 5)

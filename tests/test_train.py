@@ -1,0 +1,304 @@
+"""Training: bit-identical resume, refusal of a foreign checkpoint, the stop at a non-finite
+loss, the EMA and warm-up formulas, learning on a fixed batch, weights files and the CLIs.
+
+Timestep convention: the paper's t = 1..T.
+"""
+
+import json
+import math
+from dataclasses import replace
+
+import pytest
+import torch
+
+from ddpm_core.losses import simple_loss
+from ddpm_core.schedules import NoiseSchedule
+from ddpm_core.train import (
+    EMA,
+    NonFiniteLossError,
+    PRETRAINED,
+    TrainConfig,
+    build_parser,
+    config_from_args,
+    list_checkpoints,
+    load_checkpoint,
+    load_model,
+    load_pretrained,
+    lr_at,
+    main as train_main,
+    save_model,
+    train,
+    training_step,
+)
+from ddpm_core.sample import main as sample_main
+from ddpm_core.unet import UNet, UNetConfig
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+TINY_NET = UNetConfig(patch_size=1, base_channels=8, channel_mults=(1, 2), num_res_blocks=1,
+                      attention_resolutions=(16,), num_groups=4, dropout=0.1)  # dropout: the RNG matters
+TINY = TrainConfig(T=50, batch_size=4, lr=1e-3, warmup_steps=2, steps=6, checkpoint_every=3, log_every=2,
+                   device="cpu", model=TINY_NET)
+
+
+@pytest.fixture(scope="module")
+def images():
+    return torch.rand(16, 1, 32, 32, generator=torch.Generator().manual_seed(0)) * 2 - 1
+
+
+
+
+def checkpoint_tensors(path) -> dict[str, torch.Tensor]:
+    ckpt = load_checkpoint(path)
+    out = {f"model.{k}": v for k, v in ckpt["model"].items()}
+    out.update({f"ema.{k}": v for k, v in ckpt["ema"]["shadow"].items()})
+    return out
+
+
+# ----------------------------------------------------------------------------- resume
+
+
+def test_resume_is_bit_identical(tmp_path, images):
+    """6 steps in one run == 3 steps, stop, resume, 3 more: torch.equal on every tensor."""
+    one = train(TINY, tmp_path / "one", progress=False, images=images)
+    train(replace(TINY, steps=3), tmp_path / "two", progress=False, images=images)
+    two = train(TINY, tmp_path / "two", progress=False, images=images)
+    assert one.step == two.step == 6
+    a, b = checkpoint_tensors(one.checkpoint), checkpoint_tensors(two.checkpoint)
+    assert a.keys() == b.keys() and len(a) > 40
+    for name in a:
+        assert torch.equal(a[name], b[name]), name
+    ca, cb = load_checkpoint(one.checkpoint), load_checkpoint(two.checkpoint)
+    assert torch.equal(ca["rng_cpu"], cb["rng_cpu"]) and torch.equal(ca["rng_data"], cb["rng_data"])
+    assert ca["ema"]["num_updates"] == cb["ema"]["num_updates"] == 6
+    # The weights moved (the test could not pass with a frozen model).
+    first = checkpoint_tensors(list_checkpoints(tmp_path / "two")[0])
+    assert not all(torch.equal(first[n], b[n]) for n in b)
+    # metrics.jsonl: one line per log_every steps and one at the end of each session.
+    for run, logged in (("one", [2, 4, 6]), ("two", [2, 3, 4, 6])):
+        rows = [json.loads(line) for line in (tmp_path / run / "metrics.jsonl").read_text().splitlines()]
+        assert [r["step"] for r in rows] == logged
+        assert set(rows[0]) == {"step", "loss", "lr", "images_per_s"}
+    assert json.loads((tmp_path / "one" / "config.json").read_text()) == TINY.to_dict()
+    assert [p.name for p in list_checkpoints(tmp_path / "one")] == ["step_0000003.pt", "step_0000006.pt"]
+
+
+def test_resume_refuses_a_different_configuration(tmp_path, images):
+    train(replace(TINY, steps=3), tmp_path, progress=False, images=images)
+    other = replace(TINY, lr=5e-4, model=replace(TINY_NET, base_channels=12))
+    with pytest.raises(ValueError, match="different configuration") as err:
+        train(other, tmp_path, progress=False, images=images)
+    assert "lr" in str(err.value) and "model.base_channels" in str(err.value)
+    assert "model.num_groups" not in str(err.value)  # only the fields that differ
+    with pytest.raises(ValueError, match="steps=2 is smaller"):
+        train(replace(TINY, steps=2), tmp_path, progress=False, images=images)
+    with pytest.raises(ValueError, match="resume=True"):
+        train(TINY, tmp_path, resume=False, progress=False, images=images)
+
+
+# ----------------------------------------------------------------------------- non-finite losses
+
+
+def test_nan_data_stops_and_keeps_the_last_checkpoint(tmp_path, images):
+    train(replace(TINY, steps=3), tmp_path, progress=False, images=images)
+    (ckpt,) = list_checkpoints(tmp_path)
+    before = ckpt.read_bytes()
+    metrics_before = (tmp_path / "metrics.jsonl").read_text()
+    with pytest.raises(NonFiniteLossError, match="step 4"):
+        train(TINY, tmp_path, progress=False, images=torch.full_like(images, math.nan))
+    assert list_checkpoints(tmp_path) == [ckpt]
+    assert ckpt.read_bytes() == before
+    assert (tmp_path / "metrics.jsonl").read_text() == metrics_before
+    assert not list((tmp_path / "checkpoints").glob("*.tmp"))
+
+
+def test_huge_learning_rate_stops(tmp_path, images):
+    cfg = replace(TINY, lr=1e30, warmup_steps=0, grad_clip=0.0, steps=20, checkpoint_every=1)
+    with pytest.raises(NonFiniteLossError):
+        train(cfg, tmp_path, progress=False, images=images)
+    written = list_checkpoints(tmp_path)
+    assert len(written) < 20
+    for path in written:  # whatever was written holds finite numbers only
+        assert all(bool(torch.isfinite(v).all()) for v in checkpoint_tensors(path).values())
+
+
+def test_training_step_refuses_nan_and_leaves_weights(images):
+    torch.manual_seed(0)
+    model = UNet(TINY_NET)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    x0 = images[:4].clone()
+    x0[0, 0, 0, 0] = math.nan
+    with pytest.raises(NonFiniteLossError, match="loss is nan"):
+        training_step(model, NoiseSchedule.linear(50), optimizer, x0)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+# ----------------------------------------------------------------------------- pieces
+
+
+def test_training_reduces_the_loss_on_a_fixed_batch(images):
+    torch.manual_seed(0)
+    schedule = NoiseSchedule.linear(50)
+    model = UNet(replace(TINY_NET, dropout=0.0))
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    x0 = images[:8]
+    gen = torch.Generator().manual_seed(1)
+    t = torch.randint(1, 51, (8,), generator=gen)
+    noise = torch.randn(x0.shape, generator=gen)
+
+    def fixed_loss():
+        with torch.no_grad():
+            return float(simple_loss(schedule, model.eval(), x0, t, noise=noise))
+
+    start = fixed_loss()
+    assert start == pytest.approx(float((noise**2).mean()))  # a fresh network predicts 0
+    for _ in range(20):
+        training_step(model, schedule, optimizer, x0, grad_clip=1.0)
+    assert fixed_loss() < 0.8 * start  # 0.67 * start on the machine that wrote this test
+
+
+def test_ema_matches_closed_form():
+    """Averaging toward a constant c: shadow_n = c + (p_0 - c) prod_k d_k, d_k = min(decay, (1+k)/(10+k))."""
+    model = torch.nn.Linear(2, 1)
+    p0 = model.weight.detach().clone()
+    ema = EMA(model, decay=0.9)
+    with torch.no_grad():
+        model.weight.fill_(3.0)
+    prod = 1.0
+    for k in range(30):
+        ema.update(model)
+        prod *= min(0.9, (1 + k) / (10 + k))
+    torch.testing.assert_close(ema.shadow["weight"], 3.0 + (p0 - 3.0) * prod)
+    target = torch.nn.Linear(2, 1)
+    ema.copy_to(target)
+    assert torch.equal(target.weight, ema.shadow["weight"])
+    restored = EMA(torch.nn.Linear(2, 1), decay=0.5)
+    restored.load_state_dict(ema.state_dict())
+    assert restored.decay == 0.9 and restored.num_updates == 30
+    assert torch.equal(restored.shadow["bias"], ema.shadow["bias"])
+
+
+@pytest.mark.parametrize("decay", [1.0, -0.1, float("nan"), True])
+def test_ema_rejects_bad_decay(decay):
+    with pytest.raises(ValueError, match="decay"):
+        EMA(torch.nn.Linear(2, 1), decay)
+
+
+def test_lr_warm_up():
+    cfg = replace(TINY, lr=1e-3, warmup_steps=4)
+    assert [lr_at(s, cfg) for s in (1, 2, 4, 5, 1000)] == pytest.approx([2.5e-4, 5e-4, 1e-3, 1e-3, 1e-3])
+    assert lr_at(1, replace(cfg, warmup_steps=0)) == 1e-3
+    with pytest.raises(ValueError, match="step"):
+        lr_at(0, cfg)
+
+
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("T", 0), ("schedule", "quadratic"), ("batch_size", 0), ("lr", 0.0), ("lr", math.inf),
+        ("warmup_steps", -1), ("steps", 0), ("steps", 10.0), ("ema_decay", 1.0), ("grad_clip", -1.0),
+        ("loss_type", "huber"), ("seed", -1), ("checkpoint_every", -1), ("log_every", 0),
+        ("sample_every", -1), ("data", "cifar"), ("amp", "fp8"), ("channels_last", 1),
+        ("compile", "yes"), ("device", "mps"), ("model", {"base_channels": 8}),
+    ],
+)
+def test_config_rejects_bad_field(field, value):
+    with pytest.raises(ValueError, match=field):
+        replace(TINY, **{field: value})
+
+
+def test_config_round_trips_and_is_keyword_only():
+    assert TrainConfig.from_dict(json.loads(json.dumps(TINY.to_dict()))) == TINY
+    with pytest.raises(TypeError):
+        TrainConfig(1000)
+    with pytest.raises(ValueError, match="unknown"):
+        TrainConfig.from_dict({"epochs": 3})
+
+
+def test_fp16_on_a_cpu_is_refused(tmp_path, images):
+    with pytest.raises(ValueError, match="fp16"):
+        train(replace(TINY, amp="fp16"), tmp_path, progress=False, images=images)
+
+
+def test_images_of_the_wrong_shape_are_refused(tmp_path):
+    with pytest.raises(ValueError, match="images"):
+        train(TINY, tmp_path, progress=False, images=torch.zeros(4, 1, 28, 28))
+
+
+# ----------------------------------------------------------------------------- weights files
+
+
+def test_save_and_load_model(tmp_path):
+    torch.manual_seed(0)
+    model = UNet(TINY_NET).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    path = tmp_path / "w.safetensors"
+    save_model(model, TINY_NET, path, {"train_config": TINY.to_dict(), "note": "test"})
+    loaded, info = load_model(path)
+    assert info["note"] == "test" and UNetConfig.from_dict(info["unet_config"]) == TINY_NET
+    x, t = torch.randn(2, 1, 32, 32), torch.tensor([3, 40])
+    with torch.no_grad():
+        assert torch.equal(loaded(x, t), model(x, t))
+    loaded_model, schedule = load_pretrained(path)
+    assert schedule.T == TINY.T
+    save_model(model, TINY_NET, tmp_path / "h.safetensors", dtype=torch.float16)
+    half, _ = load_model(tmp_path / "h.safetensors")
+    assert all(p.dtype == torch.float32 for p in half.parameters())
+    with torch.no_grad():
+        torch.testing.assert_close(half(x, t), model(x, t), rtol=0.05, atol=0.05)
+    assert (tmp_path / "h.safetensors").stat().st_size < 0.6 * path.stat().st_size
+    with pytest.raises(ValueError, match="safetensors"):
+        save_model(model, TINY_NET, tmp_path / "w.pt")
+    with pytest.raises(ValueError, match="sidecar"):
+        load_model(tmp_path / "missing.safetensors")
+
+
+@pytest.mark.skipif(not PRETRAINED.exists(), reason="no shipped weights")
+def test_shipped_model_loads_and_is_documented():
+    model, schedule = load_pretrained()
+    info = json.loads(PRETRAINED.with_suffix(".json").read_text())
+    for key in ("unet_config", "train_config", "command", "steps", "wall_time_s", "final_loss", "date", "machine", "data_split"):
+        assert key in info, key
+    assert PRETRAINED.stat().st_size < 8_000_000
+    assert schedule.T == info["train_config"]["T"]
+    with torch.no_grad():
+        out = model(torch.randn(2, 1, 32, 32), torch.tensor([10, 900]))
+    assert out.shape == (2, 1, 32, 32) and bool(torch.isfinite(out).all())
+
+
+# ----------------------------------------------------------------------------- command lines
+
+
+def test_quick_preset_and_explicit_flags():
+    cfg = config_from_args(build_parser().parse_args(["--run-dir", "x", "--quick", "--lr", "0.01",
+                                                      "--channel-mults", "1,2", "--attention-resolutions", ""]))
+    assert cfg.lr == 0.01 and cfg.batch_size == 64 and cfg.device == "cpu"
+    assert cfg.model.channel_mults == (1, 2) and cfg.model.attention_resolutions == ()
+    assert config_from_args(build_parser().parse_args(["--run-dir", "x"])) == TrainConfig()
+
+
+def test_train_and_sample_command_lines(tmp_path, monkeypatch):
+    import ddpm_core.train as train_module
+
+    small = torch.rand(12, 1, 32, 32, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    monkeypatch.setattr(train_module, "load_training_images", lambda cfg: small)  # no dataset read
+    weights = tmp_path / "w.safetensors"
+    result = train_main([
+        "--run-dir", str(tmp_path / "run"), "--T", "20", "--steps", "2", "--batch-size", "2", "--device", "cpu",
+        "--patch-size", "1", "--base-channels", "8", "--channel-mults", "1,2", "--attention-resolutions", "",
+        "--num-groups", "4", "--no-progress", "--export", str(weights), "--export-dtype", "float16",
+    ])
+    assert result.step == 2 and weights.exists()
+    info = json.loads(weights.with_suffix(".json").read_text())
+    assert info["steps"] == 2 and info["command"].startswith("python -m ddpm_core.train --run-dir")
+    for source in (weights, tmp_path / "run", list_checkpoints(tmp_path / "run")[-1]):
+        for sampler in ("ddpm", "ddim"):
+            out = tmp_path / f"{sampler}.png"
+            images = sample_main(["--weights", str(source), "--n", "3", "--sampler", sampler, "--num-steps", "4",
+                                  "--out", str(out)])
+            assert images.shape == (3, 1, 32, 32) and out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with pytest.raises(ValueError, match="weights"):
+        sample_main(["--weights", str(tmp_path / "nothing.bin"), "--out", str(tmp_path / "x.png")])
