@@ -510,7 +510,10 @@ def train(
         return path
 
     net = torch.compile(model) if cfg.compile else model
-    from tqdm.auto import tqdm
+    if progress:
+        from tqdm.auto import tqdm  # a widget in notebooks, text in a terminal
+    else:
+        from tqdm import tqdm  # disabled below; the plain class needs no notebook widgets
 
     bar = tqdm(total=cfg.steps, initial=step, disable=not progress, desc="training", dynamic_ncols=True)
     window_losses: list[float] = []
