@@ -19,7 +19,7 @@ from .reverse import PMeanVariance, p_mean_variance, p_sample, p_sample_loop
 from .schedules import NoiseSchedule, cosine_beta_schedule, extract, linear_beta_schedule
 from .unet import UNet, UNetConfig, count_parameters, sinusoidal_embedding
 from .ddim import ddim_sample_loop, ddim_timesteps
-from .train import EMA, NonFiniteLossError, TrainConfig, load_pretrained, train, training_step
+from .train import EMA, NonFiniteLossError, TrainConfig, load_pretrained, training_step
 
 __version__ = "0.1.0"
 
@@ -54,7 +54,9 @@ __all__ = [
     "EMA",
     "NonFiniteLossError",
     "TrainConfig",
-    "train",
     "training_step",
     "load_pretrained",
 ]
+
+# `ddpm_core.train` stays the module (the training loop is `ddpm_core.train.train`), so that
+# `python -m ddpm_core.train` and `import ddpm_core.train` mean the same thing.
