@@ -1,0 +1,124 @@
+"""What one generated digit costs on this machine's CPU: the full DDPM chain vs 100-step DDIM.
+
+ddpm_core's default :class:`~ddpm_core.unet.UNet` (``UNetConfig()``, about 1.1M parameters)
+generates 32 x 32 digits with
+
+* ``ddpm``: Algorithm 2, :func:`ddpm_core.reverse.p_sample_loop`, T = 1000 network calls;
+* ``ddim``: :func:`ddpm_core.ddim.ddim_sample_loop` with 100 steps (eta = 0, x0 clipped),
+  100 network calls,
+
+each at batch 1 and batch 64. The cost of a network call does not depend on the weights, so
+an untrained network (seed 0) is timed; every chain runs in full (no extrapolation).
+The table gives seconds per chain and per sample (seconds per chain / batch size), both in
+wall-clock time and in this process's CPU time (``time.process_time``): on a machine shared
+with other jobs the wall clock mostly measures the other jobs, while with one torch thread the
+CPU time is what the wall clock would show on an idle machine.
+Prints a Markdown table and writes ``benchmarks/results/sampling_cost.json``.
+
+    .venv/bin/python benchmarks/sampling_cost.py              # 1 thread (the recorded run)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import torch
+
+from ddpm_core.ddim import ddim_sample_loop
+from ddpm_core.reverse import p_sample_loop
+from ddpm_core.schedules import NoiseSchedule
+from ddpm_core.unet import UNet, UNetConfig, count_parameters
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def machine() -> dict:
+    """What the numbers were measured on: CPU model, cores, torch threads, load average."""
+    model = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "cpu": model,
+        "logical_cores": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "load_average_1_5_15_min_at_start": [round(v, 2) for v in os.getloadavg()],
+    }
+
+
+def main(argv: list[str] | None = None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--threads", type=int, default=1, help="torch.set_num_threads (default 1)")
+    p.add_argument("--batches", default="1,64", help="comma-separated batch sizes")
+    p.add_argument("--ddim-steps", type=int, default=100)
+    p.add_argument("--out", default=str(RESULTS / "sampling_cost.json"))
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    info = machine()
+    torch.manual_seed(0)
+    config = UNetConfig()
+    model = UNet(config).eval()
+    schedule = NoiseSchedule.linear(1000)
+    batches = [int(b) for b in args.batches.split(",")]
+    samplers = {
+        "ddpm": (schedule.T, lambda shape, g: p_sample_loop(schedule, model, shape, generator=g)),
+        "ddim": (args.ddim_steps, lambda shape, g: ddim_sample_loop(schedule, model, shape, args.ddim_steps, generator=g)),
+    }
+    with torch.no_grad():  # warm-up: a few network calls at every batch size
+        for b in batches:
+            for _ in range(3):
+                model(torch.randn(b, 1, 32, 32), torch.full((b,), 500))
+    results = []
+    for name, (calls, run) in samplers.items():
+        for b in batches:
+            load_before = os.getloadavg()[0]
+            start, cpu_start = time.perf_counter(), time.process_time()
+            run((b, config.image_channels, config.image_size, config.image_size), torch.Generator().manual_seed(0))
+            seconds, cpu = time.perf_counter() - start, time.process_time() - cpu_start
+            results.append({
+                "sampler": name, "network_calls": calls, "batch_size": b,
+                "wall_s_per_chain": seconds, "wall_s_per_sample": seconds / b,
+                "cpu_s_per_chain": cpu, "cpu_s_per_sample": cpu / b, "cpu_ms_per_network_call": 1000 * cpu / calls,
+                "load_average_1_min_before_after": [round(load_before, 2), round(os.getloadavg()[0], 2)],
+            })
+            print(f"  {name} batch {b}: {seconds:.1f} s wall, {cpu:.1f} s CPU", flush=True)
+
+    print(f"\nSampling cost, ddpm_core's default UNet ({count_parameters(model):,} parameters), {info['cpu']}, "
+          f"{args.threads} torch thread(s)\n")
+    print("| sampler | network calls | batch | CPU s / chain | CPU s / sample | CPU ms / call "
+          "| wall s / chain | wall s / sample | 1-min load |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for r in results:
+        lo, hi = r["load_average_1_min_before_after"]
+        print(f"| {r['sampler']} | {r['network_calls']} | {r['batch_size']} | {r['cpu_s_per_chain']:.1f} | "
+              f"{r['cpu_s_per_sample']:.3f} | {r['cpu_ms_per_network_call']:.1f} | {r['wall_s_per_chain']:.1f} | "
+              f"{r['wall_s_per_sample']:.3f} | {lo:.1f} to {hi:.1f} |")
+    record = {
+        "benchmark": "sampling_cost",
+        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "command": "python benchmarks/sampling_cost.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "machine": info,
+        "model": {"config": config.to_dict(), "parameters": count_parameters(model)},
+        "results": results,
+    }
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(record, indent=2) + "\n")
+    print(f"\nwrote {args.out}")
+    return record
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,178 @@
+"""Training throughput (images per second) on this machine's CPU: ddpm_core's U-Net vs the source's.
+
+Three training steps are compared, each at its own settings:
+
+* ``source``: the source's ``SimpleUnet`` (62M parameters) with its own training step
+  (:func:`ddpm_core.source_code.get_loss`: L1 loss, T = 300, Adam at lr 1e-3), batch 16.
+  The source's loop also runs a 300-step sampling chain every 5 steps (its issue 4); that
+  is left out here, so this row is the source's *best* case.
+* ``ddpm_core``: :class:`ddpm_core.unet.UNet` with its default :class:`UNetConfig` and
+  :func:`ddpm_core.train.training_step` (L_simple, T = 1000, Adam, gradient clipping at 1),
+  at :class:`TrainConfig`'s default batch of 128.
+* ``ddpm_core@16``: the same at the source's batch of 16, for a like-for-like comparison.
+
+The rows are timed in interleaved rounds (a few steps of each, in turn, round after round),
+so that a change in the machine's load during the run hits every row alike. Warm-up steps
+are not timed. Both wall-clock time and this process's CPU time (``time.process_time``) are
+measured: on a machine shared with other jobs the wall clock mostly measures the other jobs,
+while with one torch thread CPU time is what the wall clock would show on an idle machine. Random data stand in for MNIST (the speed of a step does not depend on the
+pixel values). Prints a Markdown table and writes ``benchmarks/results/throughput.json``.
+
+    .venv/bin/python benchmarks/throughput.py                 # 1 thread (the recorded run)
+    .venv/bin/python benchmarks/throughput.py --threads 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from ddpm_core import source_code as src
+from ddpm_core.train import TrainConfig, make_schedule, training_step
+from ddpm_core.unet import UNet, count_parameters
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def machine() -> dict:
+    """What the numbers were measured on: CPU model, cores, torch threads, load average."""
+    model = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "cpu": model,
+        "logical_cores": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "load_average_1_5_15_min_at_start": [round(v, 2) for v in os.getloadavg()],
+    }
+
+
+def source_step(batch_size: int) -> tuple[Callable[[], None], int]:
+    """One training step of the source (its SimpleUnet, get_loss and Adam settings)."""
+    torch.manual_seed(0)
+    model = src.SimpleUnet()
+    src.use_source_globals(src.make_source_globals(300, batch_size=batch_size, device="cpu", model=model))
+    optimizer = torch.optim.Adam(model.parameters(), lr=0.001)  # the source's lr
+    x0 = torch.rand(batch_size, 1, 32, 32) * 2 - 1
+
+    def step() -> None:
+        optimizer.zero_grad()
+        t = torch.randint(0, 300, (batch_size,)).long()  # the source's t in 0..T-1
+        loss = src.get_loss(model, x0, t)
+        loss.backward()
+        optimizer.step()
+
+    return step, count_parameters(model)
+
+
+def ddpm_core_step(batch_size: int) -> tuple[Callable[[], None], int]:
+    """One step of :func:`ddpm_core.train.training_step` with the default UNet and TrainConfig."""
+    torch.manual_seed(0)
+    cfg = TrainConfig(batch_size=batch_size)
+    model = UNet(cfg.model)
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    schedule = make_schedule(cfg)
+    x0 = torch.rand(batch_size, 1, 32, 32) * 2 - 1
+
+    def step() -> None:
+        training_step(model, schedule, optimizer, x0, loss_type=cfg.loss_type, grad_clip=cfg.grad_clip)
+
+    return step, count_parameters(model)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--threads", type=int, default=1, help="torch.set_num_threads (default 1)")
+    p.add_argument("--warmup", type=int, default=2, help="untimed steps per row before timing")
+    p.add_argument("--rounds", type=int, default=4, help="interleaved timing rounds")
+    p.add_argument("--steps-per-round", type=int, default=3, help="timed steps per row and round")
+    p.add_argument("--out", default=str(RESULTS / "throughput.json"))
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    info = machine()
+    default_batch = TrainConfig().batch_size
+    rows = {
+        "source": (*source_step(16), 16, "SimpleUnet, L1, T=300, Adam lr 1e-3"),
+        "ddpm_core": (*ddpm_core_step(default_batch), default_batch, "UNet(UNetConfig()), L_simple, T=1000"),
+        "ddpm_core@16": (*ddpm_core_step(16), 16, "the same, at the source's batch size"),
+    }
+    for step, *_ in rows.values():
+        for _ in range(args.warmup):
+            step()
+    times: dict[str, list[float]] = {name: [] for name in rows}  # wall s per step, one entry per round
+    cpu_times: dict[str, list[float]] = {name: [] for name in rows}  # CPU s per step
+    loads = []
+    for _ in range(args.rounds):
+        for name, (step, *_rest) in rows.items():
+            start, cpu_start = time.perf_counter(), time.process_time()
+            for _ in range(args.steps_per_round):
+                step()
+            times[name].append((time.perf_counter() - start) / args.steps_per_round)
+            cpu_times[name].append((time.process_time() - cpu_start) / args.steps_per_round)
+        loads.append(os.getloadavg()[0])
+    src.clear_source_globals()
+
+    results = []
+    for name, (_, params, batch, what) in rows.items():
+        per_step = sum(times[name]) / len(times[name])
+        cpu_per_step = sum(cpu_times[name]) / len(cpu_times[name])
+        results.append({
+            "row": name,
+            "what": what,
+            "parameters": params,
+            "batch_size": batch,
+            "timed_steps": args.rounds * args.steps_per_round,
+            "wall_s_per_step": per_step,
+            "images_per_wall_s": batch / per_step,
+            "images_per_wall_s_by_round": [batch / s for s in times[name]],
+            "cpu_s_per_step": cpu_per_step,
+            "images_per_cpu_s": batch / cpu_per_step,
+            "images_per_cpu_s_by_round": [batch / s for s in cpu_times[name]],
+        })
+    base = next(r for r in results if r["row"] == "source")
+    print(f"Training throughput, {info['cpu']}, {args.threads} torch thread(s), "
+          f"1-min load average {min(loads):.1f} to {max(loads):.1f} during timing\n")
+    print("| row | network | parameters | batch | CPU s / step | images / CPU s | wall s / step "
+          "| images / wall s | vs source (CPU, wall) |")
+    print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for r in results:
+        print(f"| {r['row']} | {r['what']} | {r['parameters']:,} | {r['batch_size']} | "
+              f"{r['cpu_s_per_step']:.3f} | {r['images_per_cpu_s']:.1f} | {r['wall_s_per_step']:.3f} | "
+              f"{r['images_per_wall_s']:.1f} | {r['images_per_cpu_s'] / base['images_per_cpu_s']:.1f}x, "
+              f"{r['images_per_wall_s'] / base['images_per_wall_s']:.1f}x |")
+    record = {
+        "benchmark": "throughput",
+        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "command": "python benchmarks/throughput.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "machine": info,
+        "load_average_1_min_after_each_round": [round(v, 2) for v in loads],
+        "settings": {"warmup_steps": args.warmup, "rounds": args.rounds, "steps_per_round": args.steps_per_round},
+        "results": results,
+        "median_images_per_wall_s": {r["row"]: statistics.median(r["images_per_wall_s_by_round"]) for r in results},
+        "median_images_per_cpu_s": {r["row"]: statistics.median(r["images_per_cpu_s_by_round"]) for r in results},
+    }
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(record, indent=2) + "\n")
+    print(f"\nwrote {args.out}")
+    return record
+
+
+if __name__ == "__main__":
+    main()
