@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import time
 from datetime import datetime, timezone
@@ -36,27 +35,9 @@ from ddpm_core.reverse import p_sample_loop
 from ddpm_core.schedules import NoiseSchedule
 from ddpm_core.unet import UNet, UNetConfig, count_parameters
 
+from machine import machine  # benchmarks/machine.py: what the numbers were measured on
+
 RESULTS = Path(__file__).resolve().parent / "results"
-
-
-def machine() -> dict:
-    """What the numbers were measured on: CPU model, cores, torch threads, load average."""
-    model = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {
-        "cpu": model,
-        "logical_cores": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "torch": torch.__version__,
-        "python": platform.python_version(),
-        "load_average_1_5_15_min_at_start": [round(v, 2) for v in os.getloadavg()],
-    }
 
 
 def main(argv: list[str] | None = None) -> dict:

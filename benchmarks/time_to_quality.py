@@ -39,7 +39,6 @@ import argparse
 import dataclasses
 import json
 import os
-import platform
 import shutil
 import sys
 import tempfile
@@ -56,27 +55,9 @@ from ddpm_core.plotting import image_grid, png_bytes
 from ddpm_core.train import PRETRAINED, QUICK, TrainConfig, load_pretrained, make_schedule, train
 from ddpm_core.unet import UNet, UNetConfig, count_parameters
 
+from machine import machine  # benchmarks/machine.py: what the numbers were measured on
+
 RESULTS = Path(__file__).resolve().parent / "results"
-
-
-def machine() -> dict:
-    """What the numbers were measured on: CPU model, cores, torch threads, load average."""
-    model = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {
-        "cpu": model,
-        "logical_cores": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "torch": torch.__version__,
-        "python": platform.python_version(),
-        "load_average_1_5_15_min_at_start": [round(v, 2) for v in os.getloadavg()],
-    }
 
 
 def _ints(text: str) -> tuple[int, ...]:
