@@ -302,3 +302,13 @@ def test_train_and_sample_command_lines(tmp_path, monkeypatch):
             assert images.shape == (3, 1, 32, 32) and out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     with pytest.raises(ValueError, match="weights"):
         sample_main(["--weights", str(tmp_path / "nothing.bin"), "--out", str(tmp_path / "x.png")])
+
+
+@pytest.mark.parametrize("capability, expected", [((7, 5), (torch.float16, True)), ((8, 0), (torch.bfloat16, False))])
+def test_auto_amp_picks_fp16_with_scaler_on_a_t4_and_bf16_on_ampere(monkeypatch, capability, expected):
+    from ddpm_core.train import resolve_amp
+
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
+    cfg = TrainConfig(amp="auto")
+    assert resolve_amp(cfg, torch.device("cuda")) == expected
+    assert resolve_amp(cfg, torch.device("cpu")) == (None, False)
