@@ -22,7 +22,7 @@ from typing import NamedTuple
 import torch
 
 from .posterior import predict_x0_from_eps
-from .reverse import EpsModel
+from .reverse import EpsModel, initial_noise
 from .schedules import NoiseSchedule
 from .validation import check_floating, check_timesteps
 
@@ -162,15 +162,7 @@ def ddim_sample_loop(
     timesteps = ddim_timesteps(schedule.T, num_steps)
     if isinstance(eta, bool) or not isinstance(eta, (int, float)) or not (math.isfinite(eta) and eta >= 0):
         raise ValueError(f"eta must be a finite number >= 0, got {eta!r}")
-    if device is None:
-        device = generator.device if generator is not None else "cpu"
-    if x_T is None:
-        x = torch.randn(shape, generator=generator, device=device)
-    else:
-        check_floating("x_T", x_T)
-        if tuple(x_T.shape) != tuple(shape):
-            raise ValueError(f"x_T must have shape {tuple(shape)}, got {tuple(x_T.shape)}")
-        x = x_T.to(device)
+    x = initial_noise(shape, generator=generator, device=device, x_T=x_T)
     chain = [x.cpu()] if return_intermediates else []
     for t, s in zip(timesteps, timesteps[1:] + [0]):
         step = ddim_mean_variance(schedule, model, x, t, s, eta=eta, clip_x0=clip_x0)

@@ -107,6 +107,33 @@ def p_sample(
     return out.mean + not_last * torch.exp(0.5 * out.log_variance) * z
 
 
+def initial_noise(
+    shape: tuple[int, ...],
+    generator: torch.Generator | None = None,
+    device: torch.device | str | None = None,
+    x_T: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """The start of every sampler: x_T ~ N(0, I) (Algorithm 2, line 1), or a given x_T.
+
+    Args:
+        shape: shape of the batch to generate, (B, C, H, W) for images.
+        generator: random generator for x_T (on ``device``).
+        device: where to sample; defaults to the generator's device, else the CPU.
+        x_T: use this tensor instead of fresh noise; it must have shape ``shape``.
+
+    Returns:
+        x_T on ``device``.
+    """
+    if device is None:
+        device = generator.device if generator is not None else "cpu"
+    if x_T is None:
+        return torch.randn(shape, generator=generator, device=device)
+    check_floating("x_T", x_T)
+    if tuple(x_T.shape) != tuple(shape):
+        raise ValueError(f"x_T must have shape {tuple(shape)}, got {tuple(x_T.shape)}")
+    return x_T.to(device)
+
+
 @torch.no_grad()
 def p_sample_loop(
     schedule: NoiseSchedule,
@@ -136,15 +163,7 @@ def p_sample_loop(
         x_0 of shape ``shape``; with ``return_intermediates``, also the list
         [x_T, x_{T-1}, ..., x_0] (T + 1 tensors, on the CPU), so that entry i is x_{T-i}.
     """
-    if device is None:
-        device = generator.device if generator is not None else "cpu"
-    if x_T is None:
-        x = torch.randn(shape, generator=generator, device=device)
-    else:
-        check_floating("x_T", x_T)
-        if tuple(x_T.shape) != tuple(shape):
-            raise ValueError(f"x_T must have shape {tuple(shape)}, got {tuple(x_T.shape)}")
-        x = x_T.to(device)
+    x = initial_noise(shape, generator=generator, device=device, x_T=x_T)
     chain = [x.cpu()] if return_intermediates else []
     for t in range(schedule.T, 0, -1):
         x = p_sample(schedule, model, x, t, variance=variance, clip_x0=clip_x0, generator=generator)
