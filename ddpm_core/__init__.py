@@ -7,6 +7,7 @@ and are indexed by t directly; entry 0 stands for x_0 (beta_0 = 0, alphabar_0 = 
 from .forward import q_mean_variance, q_sample, q_step
 from .losses import (
     bpd_bound,
+    bpd_bound_stratified,
     discretized_gaussian_log_likelihood,
     normal_kl,
     prior_bpd,
@@ -45,6 +46,7 @@ __all__ = [
     "prior_bpd",
     "vb_terms_bpd",
     "bpd_bound",
+    "bpd_bound_stratified",
     "UNet",
     "UNetConfig",
     "count_parameters",

@@ -11,6 +11,7 @@ import torch
 from ddpm_core import (
     NoiseSchedule,
     bpd_bound,
+    bpd_bound_stratified,
     discretized_gaussian_log_likelihood,
     normal_kl,
     prior_bpd,
@@ -214,3 +215,51 @@ def test_bpd_bound_shapes_and_sum():
     # A model that always says eps = 0 is worse at every t >= 2.
     bad = bpd_bound(s, lambda x_t, t: torch.zeros_like(x_t), x0, variance="beta_tilde", clip_x0=False)
     assert bool((bad["terms"][:, 1:] > 1e-3).all())
+
+
+def test_bpd_bound_stratified_parts_and_runs():
+    s = NoiseSchedule.linear(20, 1e-3, 0.4)
+    x0 = grid_images(3, 9)
+    zero = lambda x_t, t: torch.zeros_like(x_t)  # noqa: E731
+    out = bpd_bound_stratified(s, zero, x0, blocks=4, variance="beta_tilde", clip_x0=False,
+                               generator=torch.Generator().manual_seed(0))
+    assert out["t"].shape == (3, 4) and out["terms"].shape == (3, 4) and out["widths"].tolist() == [5, 5, 4, 5]
+    torch.testing.assert_close(out["total"], out["prior"] + out["L0"] + out["middle"])
+    torch.testing.assert_close(out["middle"], (out["terms"] * out["widths"]).sum(1))
+    torch.testing.assert_close(out["prior"], prior_bpd(s, x0))
+    # Every draw lies in its own run of 2..T, and the runs cover 2..T exactly once.
+    edges = torch.cat([torch.tensor([2]), 2 + out["widths"].cumsum(0)])
+    assert int(edges[-1]) == s.T + 1
+    assert bool(((out["t"] >= edges[:-1]) & (out["t"] < edges[1:])).all())
+    # With T - 1 runs, every t = 2..T is drawn once: one draw of each term, like bpd_bound.
+    full_runs = bpd_bound_stratified(s, zero, x0, blocks=s.T - 1, variance="beta_tilde", clip_x0=False)
+    assert full_runs["t"].tolist() == [list(range(2, s.T + 1))] * 3
+    # The oracle makes every L_{t-1}, t >= 2, vanish, so the estimate is exact there too.
+    oracle = bpd_bound_stratified(s, eps_oracle(s, x0), x0, blocks=4, variance="beta_tilde", clip_x0=False)
+    assert float(oracle["middle"].abs().max()) < 1e-9
+
+
+def test_bpd_bound_stratified_is_unbiased():
+    """Averaged over many draws, the 3-run estimate agrees with the full sum of bpd_bound."""
+    s = NoiseSchedule.linear(20, 1e-3, 0.4)
+    x0 = grid_images(2, 10).repeat(1500, 1, 1, 1)  # (3000, 1, 4, 4): two digits, 1500 draws each
+    model = lambda x_t, t: 0.5 * x_t  # noqa: E731  (a poor model whose terms vary with t and x_t)
+    est = bpd_bound_stratified(s, model, x0, blocks=3, generator=torch.Generator().manual_seed(1))["total"]
+    full = bpd_bound(s, model, x0, generator=torch.Generator().manual_seed(2))["total"]
+    for k in range(2):  # per digit: the two estimates of the same expectation
+        a, b = est[k::2], full[k::2]
+        se = math.sqrt(a.var() / a.numel() + b.var() / b.numel())
+        assert abs(float(a.mean() - b.mean())) < 4 * se, (float(a.mean()), float(b.mean()), se)
+        assert float(a.std()) > float(b.std())  # stratifying over t costs variance, not bias
+
+
+@pytest.mark.parametrize("blocks", [0, 20, 2.0, True])
+def test_bpd_bound_stratified_refuses_bad_blocks(blocks):
+    s = NoiseSchedule.linear(20)
+    with pytest.raises(ValueError, match=r"blocks must be an integer in 1..T - 1 = 1..19"):
+        bpd_bound_stratified(s, lambda x_t, t: torch.zeros_like(x_t), grid_images(2, 0), blocks=blocks)
+
+
+def test_bpd_bound_stratified_needs_two_steps():
+    with pytest.raises(ValueError, match="schedule.T must be >= 2"):
+        bpd_bound_stratified(NoiseSchedule.linear(1), lambda x_t, t: torch.zeros_like(x_t), grid_images(2, 0))
