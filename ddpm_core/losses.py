@@ -33,6 +33,7 @@ def simple_loss(
     noise: torch.Tensor | None = None,
     loss_type: Literal["l2", "l1"] = "l2",
     generator: torch.Generator | None = None,
+    weights: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """L_simple = E ||eps - eps_theta(sqrt(alphabar_t) x_0 + sqrt(1 - alphabar_t) eps, t)||^2.
 
@@ -48,6 +49,8 @@ def simple_loss(
         noise: eps ~ N(0, I) with x0's shape; drawn if not given.
         loss_type: ``"l2"`` (mean squared error) or ``"l1"`` (mean absolute error).
         generator: random generator used when ``noise`` is drawn here.
+        weights: optional per-example weights, shape (B,), e.g. :func:`min_snr_weight`;
+            each example's error is multiplied by its weight before the batch mean.
 
     Returns:
         the scalar loss.
@@ -61,9 +64,39 @@ def simple_loss(
     check_same_shape("x0", x0, "noise", noise)
     x_t = q_sample(schedule, x0, t, noise)
     pred = model(x_t, t.to(x0.device))
-    if loss_type == "l2":
-        return torch.mean((noise - pred) ** 2)
-    return torch.mean(torch.abs(noise - pred))
+    error = (noise - pred) ** 2 if loss_type == "l2" else torch.abs(noise - pred)
+    if weights is None:
+        return torch.mean(error)
+    if not isinstance(weights, torch.Tensor) or weights.shape != (x0.shape[0],):
+        raise ValueError(f"weights must be a tensor of shape (B,) = ({x0.shape[0]},), got {weights!r}")
+    per_example = error.reshape(error.shape[0], -1).mean(dim=1)  # (B,)
+    return torch.mean(weights.to(per_example) * per_example)
+
+
+def min_snr_weight(schedule: NoiseSchedule, t: torch.Tensor | int, gamma: float = 5.0) -> torch.Tensor:
+    """The Min-SNR-gamma weight of the epsilon loss at step t: w_t = min(SNR_t, gamma) / SNR_t.
+
+    Eq. {eq}`eq-min-snr` (Hang et al., 2023), with SNR_t = alphabar_t / (1 - alphabar_t).
+    In terms of x_0 the epsilon error is an x_0 error times SNR_t, since
+    x0_hat - x_0 = -(eps_hat - eps) / sqrt(SNR_t); weighting it by w_t makes the loss an
+    x_0 error weighted by min(SNR_t, gamma). Noisy steps (SNR_t <= gamma) keep weight 1, as
+    in L_simple; the nearly clean steps, where predicting the noise is easy and matters
+    little for what a sample looks like, weigh less, in proportion to 1 / SNR_t.
+
+    Args:
+        schedule: the noise schedule.
+        t: timesteps in 1..T, an int or a long tensor of shape (B,).
+        gamma: the cap on the signal-to-noise ratio, a finite number > 0.
+
+    Returns:
+        float32 tensor of shape (B,) (B = 1 for an int t), every entry in (0, 1].
+    """
+    if isinstance(gamma, bool) or not isinstance(gamma, (int, float)) or not (math.isfinite(gamma) and gamma > 0):
+        raise ValueError(f"gamma must be a finite number > 0, got {gamma!r}")
+    batch = t.shape[0] if isinstance(t, torch.Tensor) and t.dim() == 1 else 1
+    t = check_timesteps(t, schedule.T, batch)  # (B,) long, every entry in 1..T
+    snr = schedule.snr()[t.cpu()]  # (B,), float64
+    return (torch.clamp(snr, max=gamma) / snr).to(device=t.device, dtype=torch.float32)
 
 
 def normal_kl(mean1: torch.Tensor, logvar1: torch.Tensor, mean2: torch.Tensor, logvar2: torch.Tensor) -> torch.Tensor:

@@ -42,12 +42,14 @@ from typing import Callable, Literal
 import torch
 
 from .ddim import ddim_sample_loop
-from .losses import sample_timesteps, simple_loss
+from .losses import min_snr_weight, sample_timesteps, simple_loss
 from .schedules import NoiseSchedule
 from .unet import UNet, UNetConfig
 
 SCHEDULES = ("linear", "cosine")
 LOSS_TYPES = ("l2", "l1")
+LR_DECAYS = ("none", "cosine")
+LOSS_WEIGHTINGS = ("uniform", "min_snr")
 DATA_SOURCES = ("offline", "mnist")
 AMP_MODES = ("auto", "off", "fp16", "bf16")
 DEVICES = ("auto", "cpu", "cuda")
@@ -83,10 +85,16 @@ class TrainConfig:
         batch_size: images per step.
         lr: peak learning rate of Adam.
         warmup_steps: steps of linear warm-up from 0 to ``lr`` (0: none).
+        lr_decay: after the warm-up, ``"none"`` (constant ``lr``) or ``"cosine"`` (down to 0
+            at the last step, eq. {eq}`eq-training-lr`). With ``"cosine"`` the learning rate
+            depends on ``steps``, so a run cannot be resumed with a different ``steps``.
         steps: total number of optimizer steps.
         ema_decay: decay of the exponential moving average of the weights, in [0, 1).
         grad_clip: clip the gradient's global norm to this value (0: no clipping).
         loss_type: ``"l2"`` (L_simple) or ``"l1"``.
+        loss_weighting: ``"uniform"`` (every t weighs 1: L_simple) or ``"min_snr"`` (each
+            example's error times :func:`~ddpm_core.losses.min_snr_weight`, eq. {eq}`eq-min-snr`).
+        min_snr_gamma: the cap gamma of ``"min_snr"``.
         seed: seed of the weights' initialisation, the data order and the noise.
         checkpoint_every: write a checkpoint every this many steps (0: only at the end).
         log_every: append a line to metrics.jsonl every this many steps.
@@ -106,10 +114,13 @@ class TrainConfig:
     batch_size: int = 128
     lr: float = 2e-4
     warmup_steps: int = 1000
+    lr_decay: Literal["none", "cosine"] = "none"
     steps: int = 20000
     ema_decay: float = 0.999
     grad_clip: float = 1.0
     loss_type: Literal["l2", "l1"] = "l2"
+    loss_weighting: Literal["uniform", "min_snr"] = "uniform"
+    min_snr_gamma: float = 5.0
     seed: int = 0
     checkpoint_every: int = 1000
     log_every: int = 100
@@ -128,12 +139,16 @@ class TrainConfig:
         if not (_is_number(self.lr) and self.lr > 0):
             raise ValueError(f"lr must be a finite number > 0, got {self.lr!r}")
         _check_int("warmup_steps", self.warmup_steps, 0)
+        _check_choice("lr_decay", self.lr_decay, LR_DECAYS)
         _check_int("steps", self.steps, 1)
         if not (_is_number(self.ema_decay) and 0.0 <= self.ema_decay < 1.0):
             raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay!r}")
         if not (_is_number(self.grad_clip) and self.grad_clip >= 0):
             raise ValueError(f"grad_clip must be a finite number >= 0 (0: no clipping), got {self.grad_clip!r}")
         _check_choice("loss_type", self.loss_type, LOSS_TYPES)
+        _check_choice("loss_weighting", self.loss_weighting, LOSS_WEIGHTINGS)
+        if not (_is_number(self.min_snr_gamma) and self.min_snr_gamma > 0):
+            raise ValueError(f"min_snr_gamma must be a finite number > 0, got {self.min_snr_gamma!r}")
         _check_int("seed", self.seed, 0)
         _check_int("checkpoint_every", self.checkpoint_every, 0)
         _check_int("log_every", self.log_every, 1)
@@ -222,14 +237,20 @@ class EMA:
 
 
 def lr_at(step: int, cfg: TrainConfig) -> float:
-    """Learning rate of step ``step`` (1-based): linear warm-up to ``cfg.lr``, then constant.
+    """Learning rate of step ``step`` (1-based): a linear warm-up to ``cfg.lr``, then ``cfg.lr_decay``.
 
-    lr_step = lr * min(1, step / warmup_steps), as in Ho et al. (who warm up for 5,000 steps).
+    Warm-up, eq. {eq}`eq-training-warmup`: lr_n = lr * n / W for n <= W = ``warmup_steps``, as
+    in Ho et al. (who warm up for 5,000 steps). After it, ``"none"`` keeps lr; ``"cosine"``,
+    eq. {eq}`eq-training-lr`, follows half a cosine from lr down to 0 at n = N = ``steps``:
+    lr_n = lr * (1 + cos(pi * (n - W) / (N - W))) / 2.
     """
     _check_int("step", step, 1)
-    if cfg.warmup_steps == 0:
+    if step <= cfg.warmup_steps:
+        return cfg.lr * step / cfg.warmup_steps
+    if cfg.lr_decay == "none" or cfg.steps <= cfg.warmup_steps:
         return cfg.lr
-    return cfg.lr * min(1.0, step / cfg.warmup_steps)
+    progress = min(1.0, (step - cfg.warmup_steps) / (cfg.steps - cfg.warmup_steps))  # 0 -> 1 after the warm-up
+    return cfg.lr * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
 def training_step(
@@ -239,6 +260,8 @@ def training_step(
     x0: torch.Tensor,
     *,
     loss_type: Literal["l2", "l1"] = "l2",
+    loss_weighting: Literal["uniform", "min_snr"] = "uniform",
+    min_snr_gamma: float = 5.0,
     grad_clip: float = 1.0,
     scaler: torch.amp.GradScaler | None = None,
     amp_dtype: torch.dtype | None = None,
@@ -254,12 +277,14 @@ def training_step(
         optimizer: the optimizer of ``model``'s parameters (its learning rate already set).
         x0: a batch of training images, shape (B, C, H, W), in [-1, 1].
         loss_type: ``"l2"`` or ``"l1"``, see :func:`ddpm_core.losses.simple_loss`.
+        loss_weighting: ``"uniform"`` (L_simple) or ``"min_snr"`` (each example weighted by
+            :func:`ddpm_core.losses.min_snr_weight` with ``min_snr_gamma``).
         grad_clip: clip the gradient's global norm to this value (0: no clipping).
         scaler: a gradient scaler for fp16 (None or disabled: no scaling).
         amp_dtype: autocast dtype (None: full precision).
 
     Returns:
-        the loss of this batch, as a float.
+        the loss of this batch (weighted, if ``loss_weighting`` says so), as a float.
 
     Raises:
         NonFiniteLossError: the loss (or, without a scaler, the gradient) is NaN or infinite;
@@ -268,8 +293,9 @@ def training_step(
     model.train()
     t = sample_timesteps(x0.shape[0], schedule.T, device=x0.device)  # (B,) in 1..T
     noise = torch.randn_like(x0)
+    weights = min_snr_weight(schedule, t, min_snr_gamma) if loss_weighting == "min_snr" else None  # (B,) or None
     with torch.autocast(device_type=x0.device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
-        loss = simple_loss(schedule, model, x0, t, noise=noise, loss_type=loss_type)
+        loss = simple_loss(schedule, model, x0, t, noise=noise, loss_type=loss_type, weights=weights)
     value = float(loss.detach())
     if not math.isfinite(value):
         raise NonFiniteLossError(f"the loss is {value}; training stopped before the optimizer step")
@@ -365,14 +391,19 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
 
 
 def config_differences(saved: dict, cfg: TrainConfig, ignore: tuple[str, ...] = ("steps",)) -> list[str]:
-    """Fields (``model.*`` for the network's) where ``saved`` and ``cfg`` differ, ``ignore`` left out."""
+    """Fields (``model.*`` for the network's) where ``saved`` and ``cfg`` differ, ``ignore`` left out.
+
+    A field missing from ``saved`` (written before the field existed) counts as its default.
+    """
     current = cfg.to_dict()
+    defaults = TrainConfig().to_dict()
     diffs = []
     for key in sorted(set(saved) | set(current)):
         if key in ignore:
             continue
-        a, b = saved.get(key), current.get(key)
+        a, b = saved.get(key, defaults.get(key)), current.get(key)
         if key == "model" and isinstance(a, dict) and isinstance(b, dict):
+            a = {**defaults["model"], **a}
             diffs += [f"model.{k}: {a.get(k)!r} != {b.get(k)!r}" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
         elif a != b:
             diffs.append(f"{key}: {a!r} != {b!r}")
@@ -441,7 +472,8 @@ def train(
         NonFiniteLossError: a loss, gradient or weight became NaN or infinite; nothing is
             written after that, so the newest checkpoint is the last good state.
         ValueError: the newest checkpoint comes from another configuration (the message
-            lists the differing fields), or ``run_dir`` holds checkpoints and ``resume`` is False.
+            lists the differing fields; with ``lr_decay="cosine"`` that includes ``steps``),
+            or ``run_dir`` holds checkpoints and ``resume`` is False.
     """
     if not isinstance(cfg, TrainConfig):
         raise ValueError(f"cfg must be a TrainConfig, got {type(cfg).__name__}")
@@ -476,6 +508,10 @@ def train(
             raise ValueError(f"checkpoint {existing[-1]} comes from a different configuration: " + "; ".join(diffs))
         if ckpt["step"] > cfg.steps:
             raise ValueError(f"steps={cfg.steps} is smaller than the checkpoint's step {ckpt['step']}")
+        saved_steps = json.loads(ckpt["config"])["steps"]
+        if cfg.lr_decay == "cosine" and saved_steps != cfg.steps:
+            raise ValueError(f"with lr_decay='cosine' the learning rate depends on steps, so steps must stay "
+                             f"{saved_steps} (the checkpoint's); got steps={cfg.steps}")
         model.load_state_dict(ckpt["model"])
         ema.load_state_dict(ckpt["ema"])
         optimizer.load_state_dict(ckpt["optimizer"])
@@ -533,7 +569,8 @@ def train(
             try:
                 loss = training_step(
                     net, schedule, optimizer, x0,
-                    loss_type=cfg.loss_type, grad_clip=cfg.grad_clip, scaler=scaler, amp_dtype=amp_dtype,
+                    loss_type=cfg.loss_type, loss_weighting=cfg.loss_weighting, min_snr_gamma=cfg.min_snr_gamma,
+                    grad_clip=cfg.grad_clip, scaler=scaler, amp_dtype=amp_dtype,
                 )
             except NonFiniteLossError as err:
                 raise NonFiniteLossError(f"step {step}: {err}") from None
@@ -701,10 +738,13 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--batch-size", type=int)
     g.add_argument("--lr", type=float)
     g.add_argument("--warmup-steps", type=int)
+    g.add_argument("--lr-decay", choices=LR_DECAYS)
     g.add_argument("--steps", type=int)
     g.add_argument("--ema-decay", type=float)
     g.add_argument("--grad-clip", type=float)
     g.add_argument("--loss-type", choices=LOSS_TYPES)
+    g.add_argument("--loss-weighting", choices=LOSS_WEIGHTINGS)
+    g.add_argument("--min-snr-gamma", type=float)
     g.add_argument("--seed", type=int)
     g.add_argument("--checkpoint-every", type=int)
     g.add_argument("--log-every", type=int)

@@ -13,6 +13,7 @@ from ddpm_core import (
     bpd_bound,
     bpd_bound_stratified,
     discretized_gaussian_log_likelihood,
+    min_snr_weight,
     normal_kl,
     prior_bpd,
     q_sample,
@@ -263,3 +264,57 @@ def test_bpd_bound_stratified_refuses_bad_blocks(blocks):
 def test_bpd_bound_stratified_needs_two_steps():
     with pytest.raises(ValueError, match="schedule.T must be >= 2"):
         bpd_bound_stratified(NoiseSchedule.linear(1), lambda x_t, t: torch.zeros_like(x_t), grid_images(2, 0))
+
+
+def test_simple_loss_weights_each_example():
+    s = NoiseSchedule.linear(100, 1e-3, 0.2)
+    x0 = grid_images(3, 5)
+    noise = torch.randn(x0.shape, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
+    zero_model = lambda x_t, t: torch.zeros_like(x_t)  # noqa: E731
+    t = torch.tensor([3, 50, 90])
+    per_example = (noise**2).mean(dim=(1, 2, 3))  # (3,): what eps_theta = 0 gets wrong
+    w = torch.tensor([1.0, 0.5, 0.0], dtype=torch.float64)
+    weighted = simple_loss(s, zero_model, x0, t, noise=noise, weights=w)
+    assert float(weighted) == pytest.approx(float((w * per_example).mean()), rel=1e-12)
+    ones = simple_loss(s, zero_model, x0, t, noise=noise, weights=torch.ones(3))
+    assert float(ones) == pytest.approx(float(simple_loss(s, zero_model, x0, t, noise=noise)), rel=1e-6)
+    with pytest.raises(ValueError, match=r"weights must be a tensor of shape \(B,\) = \(3,\)"):
+        simple_loss(s, zero_model, x0, t, noise=noise, weights=torch.ones(4))
+
+
+def test_min_snr_weight():
+    s = NoiseSchedule.linear(1000)
+    t = torch.arange(1, 1001)
+    abar = s.alphas_cumprod[1:]
+    snr = abar / (1 - abar)
+    for gamma in (1.0, 5.0):
+        w = min_snr_weight(s, t, gamma)
+        assert w.shape == (1000,) and w.dtype == torch.float32
+        expected = torch.where(snr > gamma, gamma / snr, torch.ones_like(snr))
+        torch.testing.assert_close(w.double(), expected, rtol=1e-6, atol=0)
+        # Weight 1 exactly where the signal-to-noise ratio is at most gamma, below 1 where it is above.
+        assert bool((w[snr <= gamma] == 1).all()) and bool((w[snr > gamma] < 1).all())
+    # The identity behind it: an eps error is an x_0 error times sqrt(SNR_t),
+    # so w_t ||eps error||^2 = min(SNR_t, gamma) ||x_0 error||^2.
+    g = torch.Generator().manual_seed(0)
+    x0, eps, eps_hat = (torch.randn(1000, 16, generator=g, dtype=torch.float64) for _ in range(3))
+    ab = abar[:, None]
+    x_t = ab.sqrt() * x0 + (1 - ab).sqrt() * eps
+    x0_hat = (x_t - (1 - ab).sqrt() * eps_hat) / ab.sqrt()
+    lhs = min_snr_weight(s, t, 5.0).double() * ((eps_hat - eps) ** 2).sum(1)
+    rhs = torch.clamp(snr, max=5.0) * ((x0_hat - x0) ** 2).sum(1)
+    torch.testing.assert_close(lhs, rhs, rtol=1e-5, atol=1e-9)
+    assert min_snr_weight(s, 1000).shape == (1,)
+
+
+@pytest.mark.parametrize("gamma", [0.0, -1.0, math.inf, True, "5"])
+def test_min_snr_weight_refuses_bad_gamma(gamma):
+    with pytest.raises(ValueError, match="gamma must be a finite number > 0"):
+        min_snr_weight(NoiseSchedule.linear(10), torch.tensor([1, 2]), gamma)
+
+
+def test_min_snr_weight_refuses_bad_timesteps():
+    with pytest.raises(ValueError, match=r"t must be in 1..10"):
+        min_snr_weight(NoiseSchedule.linear(10), torch.tensor([0, 2]))
+    with pytest.raises(ValueError, match="integer"):
+        min_snr_weight(NoiseSchedule.linear(10), torch.tensor([1.0, 2.0]))

@@ -19,6 +19,7 @@ from ddpm_core.train import (
     PRETRAINED,
     TrainConfig,
     build_parser,
+    config_differences,
     config_from_args,
     list_checkpoints,
     load_checkpoint,
@@ -94,6 +95,40 @@ def test_resume_refuses_a_different_configuration(tmp_path, images):
         train(replace(TINY, steps=2), tmp_path, progress=False, images=images)
     with pytest.raises(ValueError, match="resume=True"):
         train(TINY, tmp_path, resume=False, progress=False, images=images)
+
+
+def test_cosine_run_cannot_change_its_length(tmp_path, images):
+    cosine = replace(TINY, lr_decay="cosine", steps=4)
+    train(replace(cosine, steps=4), tmp_path / "a", progress=False, images=images)
+    with pytest.raises(ValueError, match="lr_decay='cosine'.*steps must stay 4"):
+        train(replace(cosine, steps=6), tmp_path / "a", progress=False, images=images)
+    # Without a decay, the same extension is allowed.
+    train(replace(TINY, steps=4), tmp_path / "b", progress=False, images=images)
+    assert train(replace(TINY, steps=6), tmp_path / "b", progress=False, images=images).step == 6
+
+
+def test_min_snr_training_resumes_bit_identically(tmp_path, images):
+    cfg = replace(TINY, loss_weighting="min_snr", min_snr_gamma=2.0, lr_decay="cosine")
+    whole = train(cfg, tmp_path / "whole", progress=False, images=images)
+    train(cfg, tmp_path / "split", progress=False, images=images)  # checkpoint_every=3: stops and restarts below
+    first = sorted((tmp_path / "split" / "checkpoints").glob("*.pt"))[0]
+    for later in sorted((tmp_path / "split" / "checkpoints").glob("*.pt"))[1:]:
+        later.unlink()  # as if the session had died after the first checkpoint
+    assert first.name.endswith("3.pt")
+    resumed = train(cfg, tmp_path / "split", progress=False, images=images)
+    for a, b in zip(whole.ema_model.state_dict().values(), resumed.ema_model.state_dict().values()):
+        assert torch.equal(a, b)
+    # ... and the weighting changes the result: the same run with uniform weights differs.
+    uniform = train(replace(cfg, loss_weighting="uniform"), tmp_path / "uniform", progress=False, images=images)
+    assert not all(torch.equal(a, b) for a, b in zip(whole.model.state_dict().values(), uniform.model.state_dict().values()))
+
+
+def test_config_differences_reads_missing_fields_as_defaults():
+    saved = TINY.to_dict()
+    for key in ("lr_decay", "loss_weighting", "min_snr_gamma"):
+        del saved[key]  # a checkpoint written before these fields existed
+    assert config_differences(saved, TINY) == []
+    assert config_differences(saved, replace(TINY, lr_decay="cosine")) == ["lr_decay: 'none' != 'cosine'"]
 
 
 # ----------------------------------------------------------------------------- non-finite losses
@@ -189,6 +224,16 @@ def test_lr_warm_up():
     cfg = replace(TINY, lr=1e-3, warmup_steps=4)
     assert [lr_at(s, cfg) for s in (1, 2, 4, 5, 1000)] == pytest.approx([2.5e-4, 5e-4, 1e-3, 1e-3, 1e-3])
     assert lr_at(1, replace(cfg, warmup_steps=0)) == 1e-3
+
+
+def test_lr_cosine_decay():
+    cfg = replace(TINY, lr=1e-3, warmup_steps=4, steps=104, lr_decay="cosine")
+    lrs = [lr_at(n, cfg) for n in range(1, 105)]
+    assert lrs[:4] == pytest.approx([2.5e-4, 5e-4, 7.5e-4, 1e-3])  # the warm-up is unchanged
+    # Half a cosine over the remaining 100 steps: lr (1 + cos(pi k / 100)) / 2 after k of them.
+    assert lrs[3 + 50] == pytest.approx(5e-4) and lrs[3 + 25] == pytest.approx(1e-3 * (1 + math.cos(math.pi / 4)) / 2)
+    assert lrs[-1] == 0.0
+    assert all(a >= b for a, b in zip(lrs[3:], lrs[4:]))  # never rises after the warm-up
     with pytest.raises(ValueError, match="step"):
         lr_at(0, cfg)
 
@@ -201,6 +246,7 @@ def test_lr_warm_up():
         ("loss_type", "huber"), ("seed", -1), ("checkpoint_every", -1), ("log_every", 0),
         ("sample_every", -1), ("data", "cifar"), ("amp", "fp8"), ("channels_last", 1),
         ("compile", "yes"), ("device", "mps"), ("model", {"base_channels": 8}),
+        ("lr_decay", "step"), ("loss_weighting", "vlb"), ("min_snr_gamma", 0.0), ("min_snr_gamma", math.nan),
     ],
 )
 def test_config_rejects_bad_field(field, value):
