@@ -1,18 +1,22 @@
-"""Sample quality against CPU training time: how good are the digits after 3 and 10 minutes?
+"""Sample quality against training time: how good are the digits after 3 and 10 minutes?
 
 Trains ddpm_core's U-Net with :func:`ddpm_core.train.train` on the 4,500 offline training
 digits (``load_mnist_5k("train")``), with the CPU recipe ``ddpm_core.train.QUICK`` unless
-flags change it. Training runs in chunks of ``--chunk-steps`` steps; each chunk resumes
-from the previous chunk's checkpoint (so the run is the same as one uninterrupted run).
-Sampling and scoring are not counted as training time.
+flags change it. Each budget of ``--minutes`` is a separate run whose length is fixed in
+advance: a short calibration times ``--calibration-steps`` steps of the recipe, and the run
+gets budget / (seconds per step) steps. (The recipe's learning rate decays to 0 at the last
+step, so a run must know its length: one run cannot be scored at 3 minutes and continued to 10.)
+The time each run really took is measured and reported next to its budget. Sampling and scoring
+are not counted.
 
-The clock (``--clock``) is the process's CPU time by default (``time.process_time`` around
-the ``train`` calls, checkpoint loading and saving included). On a machine shared with other
-jobs, wall-clock time mostly measures the other jobs; with one torch thread, CPU time is what
-the wall clock would show on an idle machine. ``--clock wall`` uses
-``TrainResult.wall_time_s`` instead. Both are recorded either way.
-When the clock passes each of ``--minutes`` (default 3 and 10), the EMA weights generate
-``--n`` digits (DDIM, ``--ddim-steps`` steps, eta = 0, x0 clipped to [-1, 1]) and
+The clock (``--clock``) is the process's CPU time by default (``time.process_time``). With one
+torch thread on a machine shared with other jobs, CPU time is what the wall clock would show on
+an idle machine. With two threads CPU time counts both, so for the two-core targets use
+``--threads 2 --clock wall`` on an otherwise idle machine (the 1-minute load average before and
+after each run is recorded to show it was).
+
+The EMA weights of each run generate ``--n`` digits with every DDIM sampler of ``--samplers``
+(``ddim<steps>-eta<eta>``; x0 clipped to [-1, 1]) and
 :func:`ddpm_core.evaluation.quality_with_controls` scores them:
 
 * ``fd``: Frechet distance, in the shipped classifier's feature space, between the
@@ -23,13 +27,12 @@ When the clock passes each of ``--minutes`` (default 3 and 10), the EMA weights 
 * ``fd_noise``: the same for pure noise: what a sampler that learned nothing would score.
 
 Targets on two CPU cores: ``fd`` within 3x the floor after 3 minutes, within 1.5x after 10.
-The 1-minute load average is sampled after every chunk and recorded.
 
-Prints a Markdown table, writes ``benchmarks/results/time_to_quality.json`` and a grid of
-64 generated digits per evaluation (``time_to_quality_<minutes>min.png``).
+Prints a Markdown table, writes ``benchmarks/results/time_to_quality.json`` (or ``--out``) and
+a grid of 64 generated digits per run and sampler (``<out>_<minutes>min_<sampler>.png``).
 
-    .venv/bin/python benchmarks/time_to_quality.py            # the recorded run (~15-25 min)
-    .venv/bin/python benchmarks/time_to_quality.py --minutes 1 --n 100 --ddim-steps 20   # smoke test
+    .venv/bin/python benchmarks/time_to_quality.py --threads 2 --clock wall     # the recorded run (~20 min)
+    .venv/bin/python benchmarks/time_to_quality.py --minutes 0.5 --n 100 --samplers ddim20-eta1   # smoke test
     .venv/bin/python benchmarks/time_to_quality.py --score-shipped --out benchmarks/results/time_to_quality_shipped.json
 """
 
@@ -64,32 +67,99 @@ def _ints(text: str) -> tuple[int, ...]:
     return tuple(int(v) for v in text.split(",") if v.strip())
 
 
-def build_config(args: argparse.Namespace) -> TrainConfig:
-    """ddpm_core.train.QUICK (the CPU recipe), then every flag given."""
-    values = {k: v for k, v in QUICK.items() if k not in ("steps", "checkpoint_every", "log_every")}
-    for name in ("batch_size", "lr", "warmup_steps", "ema_decay"):
+def build_config(args: argparse.Namespace, steps: int) -> TrainConfig:
+    """ddpm_core.train.QUICK (the CPU recipe) with ``steps`` steps, then every flag given."""
+    values = {k: v for k, v in QUICK.items() if k not in ("steps", "checkpoint_every", "log_every", "model")}
+    for name in ("batch_size", "lr", "warmup_steps", "lr_decay", "ema_decay", "loss_weighting"):
         if getattr(args, name) is not None:
             values[name] = getattr(args, name)
-    model = {}
+    model = QUICK["model"].to_dict()
     for name in ("patch_size", "base_channels", "num_res_blocks", "channel_mults", "attention_resolutions", "dropout"):
         if getattr(args, name) is not None:
             model[name] = getattr(args, name)
-    return TrainConfig(**values, steps=args.chunk_steps, checkpoint_every=0, log_every=args.chunk_steps,
-                       model=UNetConfig(**model))
+    return TrainConfig(**values, steps=steps, checkpoint_every=0, log_every=max(1, steps // 20),
+                       model=UNetConfig.from_dict(model))
+
+
+def parse_sampler(text: str) -> tuple[int, float]:
+    """'ddim50-eta1' -> (50, 1.0): DDIM steps and eta."""
+    try:
+        steps, eta = text.removeprefix("ddim").split("-eta")
+        return int(steps), float(eta)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"a sampler is written ddim<steps>-eta<eta>, e.g. ddim50-eta1; got {text!r}") from None
 
 
 @torch.no_grad()
-def generate(model: torch.nn.Module, cfg: TrainConfig, n: int, ddim_steps: int, seed: int) -> torch.Tensor:
-    """``n`` digits from the EMA model with deterministic DDIM (x0 clipped), in batches of 250."""
+def generate(model: torch.nn.Module, cfg: TrainConfig, n: int, ddim_steps: int, eta: float, seed: int) -> torch.Tensor:
+    """``n`` digits from ``model`` with DDIM (x0 clipped to [-1, 1]), in batches of 250."""
     schedule = make_schedule(cfg)
     generator = torch.Generator().manual_seed(seed)
     size, channels = cfg.model.image_size, cfg.model.image_channels
     out = []
     for start in range(0, n, 250):
         b = min(250, n - start)
-        out.append(ddim_sample_loop(schedule, model, (b, channels, size, size), ddim_steps, eta=0.0,
+        out.append(ddim_sample_loop(schedule, model, (b, channels, size, size), ddim_steps, eta=eta,
                                     clip_x0=True, generator=generator))
     return torch.cat(out)
+
+
+def clock_now(kind: str) -> float:
+    return time.process_time() if kind == "cpu" else time.perf_counter()
+
+
+def seconds_per_step(args: argparse.Namespace, images: torch.Tensor) -> float:
+    """Time ``--calibration-steps`` steps of the recipe in a scratch folder, after one untimed step.
+
+    The timed call resumes from the untimed step's checkpoint, so it includes a checkpoint load
+    and save but not the first step's start-up costs. (lr_decay is switched off here: a cosine
+    run refuses to change its length on resume; the cost of a step does not depend on it.)
+    """
+    scratch = Path(tempfile.mkdtemp(prefix="ttq_calibration_"))
+    try:
+        n = args.calibration_steps
+        cfg = dataclasses.replace(build_config(args, 1), lr_decay="none")
+        train(cfg, scratch, progress=False, images=images)  # start-up costs, not timed
+        start = clock_now(args.clock)
+        train(dataclasses.replace(cfg, steps=1 + n), scratch, progress=False, images=images)
+        return (clock_now(args.clock) - start) / n
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def score(samples: torch.Tensor, test_images: torch.Tensor, real_b: torch.Tensor, classifier: torch.nn.Module) -> dict:
+    """quality_with_controls, with the ratio to the floor."""
+    report = quality_with_controls(samples, test_images, real_b, classifier, generator=torch.Generator().manual_seed(0))
+    return {
+        "fd": report["fd"],
+        "fd_real_floor": report["fd_real_floor"],
+        "fd_over_floor": report["fd"] / report["fd_real_floor"],
+        "fd_noise": report["fd_noise"],
+        "class_entropy_bits": report["class_entropy"],
+        "confident_share": report["confident_share"],
+        "class_counts": report["class_counts"],
+    }
+
+
+def score_samplers(model: torch.nn.Module, cfg: TrainConfig, args: argparse.Namespace, test_images: torch.Tensor,
+                   real_b: torch.Tensor, classifier: torch.nn.Module, grid_stem: Path) -> list[dict]:
+    """Every sampler of ``--samplers`` on the same model; a grid of 64 digits from each."""
+    rows = []
+    for name in args.samplers.split(","):
+        ddim_steps, eta = parse_sampler(name)
+        t0, cpu0 = time.perf_counter(), time.process_time()
+        samples = generate(model, cfg, args.n, ddim_steps, eta, seed=1)
+        row = {"sampler": name, "ddim_steps": ddim_steps, "eta": eta,
+               "sampling_wall_s": round(time.perf_counter() - t0, 1), "sampling_cpu_s": round(time.process_time() - cpu0, 1),
+               **score(samples, test_images, real_b, classifier)}
+        grid = grid_stem.with_name(f"{grid_stem.name}_{name}.png")
+        grid.write_bytes(png_bytes(image_grid(samples[:64], nrow=8)))
+        row["grid"] = grid.name
+        rows.append(row)
+        print(f"    {name}: FD {row['fd']:.2f} (floor {row['fd_real_floor']:.2f}, {row['fd_over_floor']:.2f}x; "
+              f"noise {row['fd_noise']:.1f}), classes {row['class_entropy_bits'] + 0.0:.2f} bits, "
+              f"confident {row['confident_share']:.2f}", flush=True)
+    return rows
 
 
 def score_shipped(args: argparse.Namespace, info: dict, test_images: torch.Tensor, real_b: torch.Tensor,
@@ -98,17 +168,9 @@ def score_shipped(args: argparse.Namespace, info: dict, test_images: torch.Tenso
     model, _ = load_pretrained()
     card = json.loads(PRETRAINED.with_suffix(".json").read_text())
     cfg = TrainConfig.from_dict(card["train_config"])
-    samples = generate(model, cfg, args.n, args.ddim_steps, seed=1)
-    report = quality_with_controls(samples, test_images, real_b, classifier, generator=torch.Generator().manual_seed(0))
-    grid = out.with_name(f"{out.stem}.png")
-    grid.write_bytes(png_bytes(image_grid(samples[:64], nrow=8)))
-    print(f"\nThe shipped model ({card.get('steps')} steps: {card.get('command')}); {args.n} DDIM-{args.ddim_steps} "
-          f"samples (EMA) vs the 500 held-out test digits\n")
-    print("| steps | FD | floor | FD / floor | pure noise | classes (bits) | confident |")
-    print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
-    print(f"| {card.get('steps')} | {report['fd']:.2f} | {report['fd_real_floor']:.2f} | "
-          f"{report['fd'] / report['fd_real_floor']:.2f} | {report['fd_noise']:.1f} | "
-          f"{report['class_entropy'] + 0.0:.2f} | {report['confident_share']:.2f} |")
+    print(f"The shipped model ({card.get('steps')} steps: {card.get('command')}), {args.n} samples (EMA weights) "
+          f"vs the 500 held-out test digits")
+    rows = score_samplers(model, cfg, args, test_images, real_b, classifier, out.with_name(out.stem))
     record = {
         "benchmark": "time_to_quality (shipped model)",
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
@@ -117,10 +179,7 @@ def score_shipped(args: argparse.Namespace, info: dict, test_images: torch.Tenso
         "weights": str(PRETRAINED.relative_to(PRETRAINED.parents[2])),
         "weights_card": {k: card.get(k) for k in ("steps", "command", "wall_time_s", "machine", "date")},
         "n_generated": args.n,
-        "ddim_steps": args.ddim_steps,
-        "report": report,
-        "fd_over_floor": report["fd"] / report["fd_real_floor"],
-        "grid": grid.name,
+        "samplers": rows,
     }
     out.write_text(json.dumps(record, indent=2) + "\n")
     print(f"\nwrote {out}")
@@ -130,16 +189,19 @@ def score_shipped(args: argparse.Namespace, info: dict, test_images: torch.Tenso
 def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--threads", type=int, default=1, help="torch.set_num_threads (default 1)")
-    p.add_argument("--minutes", default="3,10", help="comma-separated training times to evaluate at")
+    p.add_argument("--minutes", default="3,10", help="comma-separated training budgets, one run each")
     p.add_argument("--clock", choices=("cpu", "wall"), default="cpu",
                    help="what --minutes counts: this process's CPU time (default) or wall-clock time")
-    p.add_argument("--chunk-steps", type=int, default=25, help="steps per train() call (resumed in between)")
+    p.add_argument("--calibration-steps", type=int, default=30, help="steps timed to turn minutes into steps")
     p.add_argument("--n", type=int, default=500, help="generated digits per evaluation")
-    p.add_argument("--ddim-steps", type=int, default=100)
+    p.add_argument("--samplers", default="ddim50-eta1",
+                   help="comma-separated DDIM samplers ddim<steps>-eta<eta>; the first one is the headline")
     p.add_argument("--batch-size", type=int)
     p.add_argument("--lr", type=float)
     p.add_argument("--warmup-steps", type=int)
+    p.add_argument("--lr-decay", choices=("none", "cosine"))
     p.add_argument("--ema-decay", type=float)
+    p.add_argument("--loss-weighting", choices=("uniform", "min_snr"))
     p.add_argument("--patch-size", type=int)
     p.add_argument("--base-channels", type=int)
     p.add_argument("--num-res-blocks", type=int)
@@ -149,13 +211,13 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--score-shipped", action="store_true",
                    help="no training: score the model shipped in ddpm_core/assets the same way")
     p.add_argument("--classifier", help="classifier weights (default: the one shipped in ddpm_core/assets)")
-    p.add_argument("--run-dir", help="keep the run here (default: a temporary folder, deleted at the end)")
     p.add_argument("--out", default=str(RESULTS / "time_to_quality.json"))
     args = p.parse_args(argv)
+    for name in args.samplers.split(","):
+        parse_sampler(name)  # refuse a malformed sampler before training for minutes
     torch.set_num_threads(args.threads)
     info = machine()
-    cfg = build_config(args)
-    targets = sorted(float(m) * 60 for m in args.minutes.split(","))
+    budgets = sorted(float(m) for m in args.minutes.split(","))
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
 
@@ -169,84 +231,64 @@ def main(argv: list[str] | None = None) -> dict:
     if args.score_shipped:
         return score_shipped(args, info, test_images, real_b, classifier, out)
 
-    run_dir = Path(args.run_dir) if args.run_dir else Path(tempfile.mkdtemp(prefix="ttq_"))
-    evaluations, loads = [], []
-    steps, train_cpu_s = 0, 0.0
     started = time.perf_counter()
-    try:
-        while targets:
-            steps += args.chunk_steps
+    per_step = seconds_per_step(args, train_images)
+    print(f"calibration: {per_step:.3f} s per step ({args.clock} clock, {args.threads} thread(s))", flush=True)
+    runs = []
+    for minutes in budgets:
+        steps = max(1, int(minutes * 60 / per_step))
+        cfg = build_config(args, steps)
+        run_dir = Path(tempfile.mkdtemp(prefix="ttq_"))
+        try:
+            load_before = os.getloadavg()[0]
+            start = clock_now(args.clock)
             cpu0 = time.process_time()
-            result = train(dataclasses.replace(cfg, steps=steps), run_dir, progress=False, images=train_images)
-            train_cpu_s += time.process_time() - cpu0
-            loads.append(os.getloadavg()[0])
-            clock = train_cpu_s if args.clock == "cpu" else result.wall_time_s
-            if clock < targets[0]:
-                continue
-            minutes = targets.pop(0) / 60
-            t0, cpu0 = time.perf_counter(), time.process_time()
-            samples = generate(result.ema_model, cfg, args.n, args.ddim_steps, seed=1)
-            sample_s, sample_cpu_s = time.perf_counter() - t0, time.process_time() - cpu0
-            report = quality_with_controls(samples, test_images, real_b, classifier,
-                                           generator=torch.Generator().manual_seed(0))
-            grid = out.with_name(f"{out.stem}_{minutes:g}min.png")
-            grid.write_bytes(png_bytes(image_grid(samples[:64], nrow=8)))
-            row = {
-                "target_minutes": minutes,
-                "clock": args.clock,
-                "training_cpu_s": round(train_cpu_s, 1),
-                "training_wall_s": round(result.wall_time_s, 1),
-                "steps": result.step,
-                "images_seen": result.step * cfg.batch_size,
-                "loss_last_window": result.final_loss,
-                "fd": report["fd"],
-                "fd_real_floor": report["fd_real_floor"],
-                "fd_over_floor": report["fd"] / report["fd_real_floor"],
-                "fd_noise": report["fd_noise"],
-                "class_entropy_bits": report["class_entropy"],
-                "confident_share": report["confident_share"],
-                "class_counts": report["class_counts"],
-                "sampling_wall_s": round(sample_s, 1),
-                "sampling_cpu_s": round(sample_cpu_s, 1),
-                "load_average_1_min_during_training": {
-                    "mean": round(sum(loads) / len(loads), 2), "min": round(min(loads), 2), "max": round(max(loads), 2),
-                    "samples": len(loads),
-                },
-                "grid": grid.name,
-            }
-            evaluations.append(row)
-            print(f"  {minutes:g} min: step {row['steps']}, FD {row['fd']:.2f} (floor {row['fd_real_floor']:.2f}, "
-                  f"{row['fd_over_floor']:.2f}x; noise {row['fd_noise']:.1f}), sampling {sample_s:.0f} s wall, "
-                  f"{sample_cpu_s:.0f} s CPU", flush=True)
-    finally:
-        if not args.run_dir:
+            result = train(cfg, run_dir, progress=False, images=train_images)
+            trained_s, train_cpu_s = clock_now(args.clock) - start, time.process_time() - cpu0
+            load_after = os.getloadavg()[0]
+        finally:
             shutil.rmtree(run_dir, ignore_errors=True)
+        print(f"  {minutes:g} min budget: {steps} steps in {trained_s / 60:.2f} min ({args.clock} clock)", flush=True)
+        runs.append({
+            "budget_minutes": minutes,
+            "clock": args.clock,
+            "training_s": round(trained_s, 1),
+            "training_wall_s": round(result.wall_time_s, 1),
+            "training_cpu_s": round(train_cpu_s, 1),
+            "steps": result.step,
+            "images_seen": result.step * cfg.batch_size,
+            "loss_last_window": result.final_loss,
+            "load_average_1_min_before_after": [round(load_before, 2), round(load_after, 2)],
+            "samplers": score_samplers(result.ema_model, cfg, args, test_images, real_b, classifier,
+                                       out.with_name(f"{out.stem}_{minutes:g}min")),
+        })
 
-    print(f"\nTime to quality, {info['cpu']}, {args.threads} torch thread(s), clock: {args.clock}; "
-          f"{args.n} DDIM-{args.ddim_steps} samples (EMA) vs the 500 held-out test digits\n")
-    print("| training CPU time (min) | wall (min) | steps | images seen | FD | floor | FD / floor | pure noise "
-          "| classes (bits) | confident | 1-min load (mean, max) |")
-    print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
-    for r in evaluations:
-        la = r["load_average_1_min_during_training"]
-        print(f"| {r['training_cpu_s'] / 60:.1f} | {r['training_wall_s'] / 60:.1f} | {r['steps']} | "
-              f"{r['images_seen']:,} | {r['fd']:.2f} | "
-              f"{r['fd_real_floor']:.2f} | {r['fd_over_floor']:.2f} | {r['fd_noise']:.1f} | "
-              f"{r['class_entropy_bits'] + 0.0:.2f} | {r['confident_share']:.2f} | {la['mean']:.1f}, {la['max']:.1f} |")
+    clock_name = "CPU" if args.clock == "cpu" else "wall-clock"
+    print(f"\nTime to quality, {info['cpu']}, {args.threads} torch thread(s); {args.n} samples (EMA weights) "
+          f"vs the 500 held-out test digits\n")
+    print(f"| budget (min) | training {clock_name} time (min) | steps | images seen | sampler | FD | floor | FD / floor "
+          "| pure noise | classes (bits) | confident | 1-min load (before, after) |")
+    print("| ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for r in runs:
+        for q in r["samplers"]:
+            la = r["load_average_1_min_before_after"]
+            print(f"| {r['budget_minutes']:g} | {r['training_s'] / 60:.2f} | {r['steps']} | {r['images_seen']:,} | "
+                  f"{q['sampler']} | {q['fd']:.2f} | {q['fd_real_floor']:.2f} | {q['fd_over_floor']:.2f} | "
+                  f"{q['fd_noise']:.1f} | {q['class_entropy_bits'] + 0.0:.2f} | {q['confident_share']:.2f} | "
+                  f"{la[0]:.1f}, {la[1]:.1f} |")
     record = {
         "benchmark": "time_to_quality",
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "command": "python benchmarks/time_to_quality.py " + " ".join(argv if argv is not None else sys.argv[1:]),
         "machine": info,
-        "train_config": {**cfg.to_dict(), "steps": "grows by chunk_steps until the last target"},
-        "parameters": count_parameters(UNet(cfg.model)),
-        "chunk_steps": args.chunk_steps,
+        "train_config": {**build_config(args, 1).to_dict(), "steps": "budget / calibrated seconds per step"},
+        "parameters": count_parameters(UNet(build_config(args, 1).model)),
+        "calibration": {"steps": args.calibration_steps, "seconds_per_step": per_step, "clock": args.clock},
         "n_generated": args.n,
-        "ddim_steps": args.ddim_steps,
         "reference": "load_mnist_5k('test'): 500 held-out digits; floor's second set: "
                      f"{args.n} digits of load_mnist_5k('train') (randperm seed 0)",
-        "targets": "fd <= 3 x floor after 3 min, fd <= 1.5 x floor after 10 min",
-        "evaluations": evaluations,
+        "targets": "fd <= 3 x floor after 3 min, fd <= 1.5 x floor after 10 min (2 CPU cores)",
+        "runs": runs,
         "total_wall_clock_s": round(time.perf_counter() - started, 1),
     }
     out.write_text(json.dumps(record, indent=2) + "\n")

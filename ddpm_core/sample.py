@@ -1,6 +1,6 @@
 """Sampling from the command line: a grid of generated digits as a PNG.
 
-    python -m ddpm_core.sample --n 64 --sampler ddim --num-steps 100 --seed 0 --out grid.png
+    python -m ddpm_core.sample --n 64 --sampler ddim --num-steps 50 --eta 1 --seed 0 --out grid.png
     python -m ddpm_core.sample --weights runs/mnist --sampler ddpm --out grid.png
 
 ``--weights`` is a ``.safetensors`` file written by :func:`ddpm_core.train.save_model`, a
@@ -72,8 +72,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--weights", help="safetensors file, run folder or .pt checkpoint (default: the shipped model)")
     p.add_argument("--n", type=int, default=64, help="number of images")
     p.add_argument("--sampler", choices=SAMPLERS, default="ddim")
-    p.add_argument("--num-steps", type=int, default=100, help="DDIM steps (ignored by ddpm, which uses T)")
-    p.add_argument("--eta", type=float, default=0.0, help="DDIM noise level (0: deterministic)")
+    p.add_argument("--num-steps", type=int, default=50, help="DDIM steps (ignored by ddpm, which uses T)")
+    p.add_argument("--eta", type=float, default=1.0,
+                   help="DDIM noise level: 1 (default) adds as much noise per step as Algorithm 2, which gives "
+                        "the shipped CPU-trained model clearly better digits (benchmarks/README.md); 0 is deterministic")
     p.add_argument("--variance", choices=VARIANCES, default="beta", help="DDPM variance sigma_t^2")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--nrow", type=int, default=8, help="images per row of the grid")

@@ -714,8 +714,9 @@ def export_checkpoint(checkpoint: str | Path, path: str | Path, metadata: dict |
 # ----------------------------------------------------------------------------- command line
 
 # The CPU preset of ``--quick``: what trained the model in ddpm_core/assets.
-QUICK = dict(steps=800, batch_size=64, lr=2e-3, warmup_steps=100, ema_decay=0.999,
-             checkpoint_every=100, log_every=25, sample_every=0, device="cpu")
+QUICK = dict(steps=2400, batch_size=64, lr=2e-3, warmup_steps=100, lr_decay="cosine", ema_decay=0.999,
+             loss_weighting="min_snr", min_snr_gamma=5.0, checkpoint_every=200, log_every=50, sample_every=0,
+             device="cpu", model=UNetConfig(dropout=0.0))
 
 
 def _ints(text: str) -> tuple[int, ...]:
@@ -770,14 +771,14 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     """TrainConfig defaults, then the ``--quick`` preset, then every flag given."""
     values = dict(QUICK) if args.quick else {}
     model_fields = {f.name for f in dataclasses.fields(UNetConfig)}
-    model_values = {}
+    model_values = values.pop("model").to_dict() if "model" in values else {}
     for f in dataclasses.fields(TrainConfig):
         if f.name != "model" and getattr(args, f.name, None) is not None:
             values[f.name] = getattr(args, f.name)
     for name in model_fields:
         if getattr(args, name, None) is not None:
             model_values[name] = getattr(args, name)
-    return TrainConfig(**values, model=UNetConfig(**model_values))
+    return TrainConfig(**values, model=UNetConfig.from_dict(model_values))
 
 
 def main(argv: list[str] | None = None) -> TrainResult:

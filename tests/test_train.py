@@ -323,6 +323,9 @@ def test_quick_preset_and_explicit_flags():
                                                       "--channel-mults", "1,2", "--attention-resolutions", ""]))
     assert cfg.lr == 0.01 and cfg.batch_size == 64 and cfg.device == "cpu"
     assert cfg.model.channel_mults == (1, 2) and cfg.model.attention_resolutions == ()
+    # The preset's own choices survive where no flag overrides them, the network's included.
+    assert cfg.lr_decay == "cosine" and cfg.loss_weighting == "min_snr" and cfg.model.dropout == 0.0
+    assert config_from_args(build_parser().parse_args(["--run-dir", "x", "--quick", "--dropout", "0.1"])).model.dropout == 0.1
     assert config_from_args(build_parser().parse_args(["--run-dir", "x"])) == TrainConfig()
 
 
