@@ -313,6 +313,9 @@ def test_shipped_model_loads_and_is_documented():
     with torch.no_grad():
         out = model(torch.randn(2, 1, 32, 32), torch.tensor([10, 900]))
     assert out.shape == (2, 1, 32, 32) and bool(torch.isfinite(out).all())
+    # The shipped weights come from the current --quick preset, as the card's command says.
+    assert "--quick" in info["command"]
+    assert TrainConfig.from_dict(info["train_config"]) == config_from_args(build_parser().parse_args(["--run-dir", "x", "--quick"]))
 
 
 # ----------------------------------------------------------------------------- command lines
