@@ -143,22 +143,29 @@ def score(samples: torch.Tensor, test_images: torch.Tensor, real_b: torch.Tensor
 
 def score_samplers(model: torch.nn.Module, cfg: TrainConfig, args: argparse.Namespace, test_images: torch.Tensor,
                    real_b: torch.Tensor, classifier: torch.nn.Module, grid_stem: Path) -> list[dict]:
-    """Every sampler of ``--samplers`` on the same model; a grid of 64 digits from each."""
+    """Every sampler of ``--samplers`` and seed of ``--sample-seeds`` on the same model.
+
+    A grid of 64 digits is written for each sampler's first seed.
+    """
     rows = []
+    seeds = _ints(args.sample_seeds)
     for name in args.samplers.split(","):
         ddim_steps, eta = parse_sampler(name)
-        t0, cpu0 = time.perf_counter(), time.process_time()
-        samples = generate(model, cfg, args.n, ddim_steps, eta, seed=1)
-        row = {"sampler": name, "ddim_steps": ddim_steps, "eta": eta,
-               "sampling_wall_s": round(time.perf_counter() - t0, 1), "sampling_cpu_s": round(time.process_time() - cpu0, 1),
-               **score(samples, test_images, real_b, classifier)}
-        grid = grid_stem.with_name(f"{grid_stem.name}_{name}.png")
-        grid.write_bytes(png_bytes(image_grid(samples[:64], nrow=8)))
-        row["grid"] = grid.name
-        rows.append(row)
-        print(f"    {name}: FD {row['fd']:.2f} (floor {row['fd_real_floor']:.2f}, {row['fd_over_floor']:.2f}x; "
-              f"noise {row['fd_noise']:.1f}), classes {row['class_entropy_bits'] + 0.0:.2f} bits, "
-              f"confident {row['confident_share']:.2f}", flush=True)
+        for seed in seeds:
+            t0, cpu0 = time.perf_counter(), time.process_time()
+            samples = generate(model, cfg, args.n, ddim_steps, eta, seed=seed)
+            row = {"sampler": name, "ddim_steps": ddim_steps, "eta": eta, "sample_seed": seed,
+                   "sampling_wall_s": round(time.perf_counter() - t0, 1),
+                   "sampling_cpu_s": round(time.process_time() - cpu0, 1),
+                   **score(samples, test_images, real_b, classifier)}
+            if seed == seeds[0]:
+                grid = grid_stem.with_name(f"{grid_stem.name}_{name}.png")
+                grid.write_bytes(png_bytes(image_grid(samples[:64], nrow=8)))
+                row["grid"] = grid.name
+            rows.append(row)
+            print(f"    {name}, sampling seed {seed}: FD {row['fd']:.2f} (floor {row['fd_real_floor']:.2f}, "
+                  f"{row['fd_over_floor']:.2f}x; noise {row['fd_noise']:.1f}), "
+                  f"classes {row['class_entropy_bits'] + 0.0:.2f} bits, confident {row['confident_share']:.2f}", flush=True)
     return rows
 
 
@@ -196,6 +203,8 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--n", type=int, default=500, help="generated digits per evaluation")
     p.add_argument("--samplers", default="ddim50-eta1",
                    help="comma-separated DDIM samplers ddim<steps>-eta<eta>; the first one is the headline")
+    p.add_argument("--sample-seeds", default="1",
+                   help="comma-separated seeds of the sampling noise; several show how much FD moves with it")
     p.add_argument("--batch-size", type=int)
     p.add_argument("--lr", type=float)
     p.add_argument("--warmup-steps", type=int)
@@ -215,6 +224,8 @@ def main(argv: list[str] | None = None) -> dict:
     args = p.parse_args(argv)
     for name in args.samplers.split(","):
         parse_sampler(name)  # refuse a malformed sampler before training for minutes
+    if not _ints(args.sample_seeds):
+        p.error("--sample-seeds needs at least one integer seed")
     torch.set_num_threads(args.threads)
     info = machine()
     budgets = sorted(float(m) for m in args.minutes.split(","))
@@ -273,7 +284,7 @@ def main(argv: list[str] | None = None) -> dict:
         for q in r["samplers"]:
             la = r["load_average_1_min_before_after"]
             print(f"| {r['budget_minutes']:g} | {r['training_s'] / 60:.2f} | {r['steps']} | {r['images_seen']:,} | "
-                  f"{q['sampler']} | {q['fd']:.2f} | {q['fd_real_floor']:.2f} | {q['fd_over_floor']:.2f} | "
+                  f"{q['sampler']}{'' if q['sample_seed'] == 1 else ' (seed ' + str(q['sample_seed']) + ')'} | {q['fd']:.2f} | {q['fd_real_floor']:.2f} | {q['fd_over_floor']:.2f} | "
                   f"{q['fd_noise']:.1f} | {q['class_entropy_bits'] + 0.0:.2f} | {q['confident_share']:.2f} | "
                   f"{la[0]:.1f}, {la[1]:.1f} |")
     record = {
