@@ -21,11 +21,8 @@ Prints a Markdown table and writes ``benchmarks/results/sampling_cost.json``.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import sys
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
@@ -35,7 +32,7 @@ from ddpm_core.reverse import p_sample_loop
 from ddpm_core.schedules import NoiseSchedule
 from ddpm_core.unet import UNet, UNetConfig, count_parameters
 
-from machine import machine  # benchmarks/machine.py: what the numbers were measured on
+from machine import machine, write_record  # benchmarks/machine.py: what the numbers were measured on
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -87,18 +84,8 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"| {r['sampler']} | {r['network_calls']} | {r['batch_size']} | {r['cpu_s_per_chain']:.1f} | "
               f"{r['cpu_s_per_sample']:.3f} | {r['cpu_ms_per_network_call']:.1f} | {r['wall_s_per_chain']:.1f} | "
               f"{r['wall_s_per_sample']:.3f} | {lo:.1f} to {hi:.1f} |")
-    record = {
-        "benchmark": "sampling_cost",
-        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        "command": "python benchmarks/sampling_cost.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-        "machine": info,
-        "model": {"config": config.to_dict(), "parameters": count_parameters(model)},
-        "results": results,
-    }
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(record, indent=2) + "\n")
-    print(f"\nwrote {args.out}")
-    return record
+    return write_record(args.out, "sampling_cost.py", "sampling_cost", argv, info,
+                        model={"config": config.to_dict(), "parameters": count_parameters(model)}, results=results)
 
 
 if __name__ == "__main__":

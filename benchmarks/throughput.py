@@ -25,12 +25,9 @@ pixel values). Prints a Markdown table and writes ``benchmarks/results/throughpu
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
-import sys
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
@@ -40,7 +37,7 @@ from ddpm_core import source_code as src
 from ddpm_core.train import TrainConfig, make_schedule, training_step
 from ddpm_core.unet import UNet, count_parameters
 
-from machine import machine  # benchmarks/machine.py: what the numbers were measured on
+from machine import machine, write_record  # benchmarks/machine.py: what the numbers were measured on
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -138,21 +135,14 @@ def main(argv: list[str] | None = None) -> dict:
               f"{r['cpu_s_per_step']:.3f} | {r['images_per_cpu_s']:.1f} | {r['wall_s_per_step']:.3f} | "
               f"{r['images_per_wall_s']:.1f} | {r['images_per_cpu_s'] / base['images_per_cpu_s']:.1f}x, "
               f"{r['images_per_wall_s'] / base['images_per_wall_s']:.1f}x |")
-    record = {
-        "benchmark": "throughput",
-        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        "command": "python benchmarks/throughput.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-        "machine": info,
-        "load_average_1_min_after_each_round": [round(v, 2) for v in loads],
-        "settings": {"warmup_steps": args.warmup, "rounds": args.rounds, "steps_per_round": args.steps_per_round},
-        "results": results,
-        "median_images_per_wall_s": {r["row"]: statistics.median(r["images_per_wall_s_by_round"]) for r in results},
-        "median_images_per_cpu_s": {r["row"]: statistics.median(r["images_per_cpu_s_by_round"]) for r in results},
-    }
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(record, indent=2) + "\n")
-    print(f"\nwrote {args.out}")
-    return record
+    return write_record(
+        args.out, "throughput.py", "throughput", argv, info,
+        load_average_1_min_after_each_round=[round(v, 2) for v in loads],
+        settings={"warmup_steps": args.warmup, "rounds": args.rounds, "steps_per_round": args.steps_per_round},
+        results=results,
+        median_images_per_wall_s={r["row"]: statistics.median(r["images_per_wall_s_by_round"]) for r in results},
+        median_images_per_cpu_s={r["row"]: statistics.median(r["images_per_cpu_s_by_round"]) for r in results},
+    )
 
 
 if __name__ == "__main__":

@@ -43,10 +43,8 @@ import dataclasses
 import json
 import os
 import shutil
-import sys
 import tempfile
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
@@ -58,7 +56,7 @@ from ddpm_core.plotting import image_grid, png_bytes
 from ddpm_core.train import PRETRAINED, QUICK, TrainConfig, load_pretrained, make_schedule, train
 from ddpm_core.unet import UNet, UNetConfig, count_parameters
 
-from machine import machine  # benchmarks/machine.py: what the numbers were measured on
+from machine import machine, write_record  # benchmarks/machine.py: what the numbers were measured on
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -105,6 +103,7 @@ def generate(model: torch.nn.Module, cfg: TrainConfig, n: int, ddim_steps: int, 
 
 
 def clock_now(kind: str) -> float:
+    """This process's CPU time (``"cpu"``) or the wall clock (``"wall"``), in seconds."""
     return time.process_time() if kind == "cpu" else time.perf_counter()
 
 
@@ -169,8 +168,8 @@ def score_samplers(model: torch.nn.Module, cfg: TrainConfig, args: argparse.Name
     return rows
 
 
-def score_shipped(args: argparse.Namespace, info: dict, test_images: torch.Tensor, real_b: torch.Tensor,
-                  classifier: torch.nn.Module, out: Path) -> dict:
+def score_shipped(args: argparse.Namespace, argv: list[str] | None, info: dict, test_images: torch.Tensor,
+                  real_b: torch.Tensor, classifier: torch.nn.Module, out: Path) -> dict:
     """The same measurement for the EMA weights shipped in ddpm_core/assets (no training)."""
     model, _ = load_pretrained()
     card = json.loads(PRETRAINED.with_suffix(".json").read_text())
@@ -178,19 +177,13 @@ def score_shipped(args: argparse.Namespace, info: dict, test_images: torch.Tenso
     print(f"The shipped model ({card.get('steps')} steps: {card.get('command')}), {args.n} samples (EMA weights) "
           f"vs the 500 held-out test digits")
     rows = score_samplers(model, cfg, args, test_images, real_b, classifier, out.with_name(out.stem))
-    record = {
-        "benchmark": "time_to_quality (shipped model)",
-        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        "command": "python benchmarks/time_to_quality.py " + " ".join(sys.argv[1:]),
-        "machine": info,
-        "weights": str(PRETRAINED.relative_to(PRETRAINED.parents[2])),
-        "weights_card": {k: card.get(k) for k in ("steps", "command", "wall_time_s", "machine", "date")},
-        "n_generated": args.n,
-        "samplers": rows,
-    }
-    out.write_text(json.dumps(record, indent=2) + "\n")
-    print(f"\nwrote {out}")
-    return record
+    return write_record(
+        out, "time_to_quality.py", "time_to_quality (shipped model)", argv, info,
+        weights=str(PRETRAINED.relative_to(PRETRAINED.parents[2])),
+        weights_card={k: card.get(k) for k in ("steps", "command", "wall_time_s", "machine", "date")},
+        n_generated=args.n,
+        samplers=rows,
+    )
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -240,7 +233,7 @@ def main(argv: list[str] | None = None) -> dict:
     classifier = load_classifier(args.classifier) if args.classifier else load_classifier()
 
     if args.score_shipped:
-        return score_shipped(args, info, test_images, real_b, classifier, out)
+        return score_shipped(args, argv, info, test_images, real_b, classifier, out)
 
     started = time.perf_counter()
     per_step = seconds_per_step(args, train_images)
@@ -283,28 +276,23 @@ def main(argv: list[str] | None = None) -> dict:
     for r in runs:
         for q in r["samplers"]:
             la = r["load_average_1_min_before_after"]
+            sampler = q["sampler"] if q["sample_seed"] == 1 else f"{q['sampler']} (seed {q['sample_seed']})"
             print(f"| {r['budget_minutes']:g} | {r['training_s'] / 60:.2f} | {r['steps']} | {r['images_seen']:,} | "
-                  f"{q['sampler']}{'' if q['sample_seed'] == 1 else ' (seed ' + str(q['sample_seed']) + ')'} | {q['fd']:.2f} | {q['fd_real_floor']:.2f} | {q['fd_over_floor']:.2f} | "
+                  f"{sampler} | {q['fd']:.2f} | {q['fd_real_floor']:.2f} | {q['fd_over_floor']:.2f} | "
                   f"{q['fd_noise']:.1f} | {q['class_entropy_bits'] + 0.0:.2f} | {q['confident_share']:.2f} | "
                   f"{la[0]:.1f}, {la[1]:.1f} |")
-    record = {
-        "benchmark": "time_to_quality",
-        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        "command": "python benchmarks/time_to_quality.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-        "machine": info,
-        "train_config": {**build_config(args, 1).to_dict(), "steps": "budget / calibrated seconds per step"},
-        "parameters": count_parameters(UNet(build_config(args, 1).model)),
-        "calibration": {"steps": args.calibration_steps, "seconds_per_step": per_step, "clock": args.clock},
-        "n_generated": args.n,
-        "reference": "load_mnist_5k('test'): 500 held-out digits; floor's second set: "
-                     f"{args.n} digits of load_mnist_5k('train') (randperm seed 0)",
-        "targets": "fd <= 3 x floor after 3 min, fd <= 1.5 x floor after 10 min (2 CPU cores)",
-        "runs": runs,
-        "total_wall_clock_s": round(time.perf_counter() - started, 1),
-    }
-    out.write_text(json.dumps(record, indent=2) + "\n")
-    print(f"\nwrote {out}")
-    return record
+    return write_record(
+        out, "time_to_quality.py", "time_to_quality", argv, info,
+        train_config={**build_config(args, 1).to_dict(), "steps": "budget / calibrated seconds per step"},
+        parameters=count_parameters(UNet(build_config(args, 1).model)),
+        calibration={"steps": args.calibration_steps, "seconds_per_step": per_step, "clock": args.clock},
+        n_generated=args.n,
+        reference="load_mnist_5k('test'): 500 held-out digits; floor's second set: "
+                  f"{args.n} digits of load_mnist_5k('train') (randperm seed 0)",
+        targets="fd <= 3 x floor after 3 min, fd <= 1.5 x floor after 10 min (2 CPU cores)",
+        runs=runs,
+        total_wall_clock_s=round(time.perf_counter() - started, 1),
+    )
 
 
 if __name__ == "__main__":
