@@ -10,13 +10,18 @@ Three training steps are compared, each at its own settings:
   :func:`ddpm_core.train.training_step` (L_simple, T = 1000, Adam, gradient clipping at 1),
   at :class:`TrainConfig`'s default batch of 128.
 * ``ddpm_core@16``: the same at the source's batch of 16, for a like-for-like comparison.
+* ``quick``: the CPU recipe of ``python -m ddpm_core.train --quick`` (batch 64, the network
+  without dropout, Min-SNR weighting), in float32.
+* ``quick+bf16`` and ``ddpm_core+bf16``: the same steps under ``torch.autocast`` to bf16, what
+  ``amp="auto"`` picks on a CPU with AVX512-BF16 or AMX instructions. These rows are
+  left out on a CPU without them (bf16 would only be emulated there).
 
 The rows are timed in interleaved rounds (a few steps of each, in turn, round after round),
 so that a change in the machine's load during the run hits every row alike. Warm-up steps
 are not timed. Both wall-clock time and this process's CPU time (``time.process_time``) are
 measured: on a machine shared with other jobs the wall clock mostly measures the other jobs,
-while with one torch thread CPU time is what the wall clock would show on an idle machine. Random data stand in for MNIST (the speed of a step does not depend on the
-pixel values). Prints a Markdown table and writes ``benchmarks/results/throughput.json``.
+while with one torch thread CPU time is what the wall clock would show on an idle machine. Random data
+stand in for MNIST (the speed of a step does not depend on the pixel values). Prints a Markdown table and writes ``benchmarks/results/throughput.json``.
 
     .venv/bin/python benchmarks/throughput.py                 # 1 thread (the recorded run)
     .venv/bin/python benchmarks/throughput.py --threads 2
@@ -28,13 +33,14 @@ import argparse
 import os
 import statistics
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Callable
 
 import torch
 
 from ddpm_core import source_code as src
-from ddpm_core.train import TrainConfig, make_schedule, training_step
+from ddpm_core.train import QUICK, TrainConfig, cpu_has_native_bf16, make_schedule, training_step
 from ddpm_core.unet import UNet, count_parameters
 
 from machine import machine, write_record  # benchmarks/machine.py: what the numbers were measured on
@@ -60,17 +66,21 @@ def source_step(batch_size: int) -> tuple[Callable[[], None], int]:
     return step, count_parameters(model)
 
 
-def ddpm_core_step(batch_size: int) -> tuple[Callable[[], None], int]:
-    """One step of :func:`ddpm_core.train.training_step` with the default UNet and TrainConfig."""
+def ddpm_core_step(cfg: TrainConfig, amp_dtype: torch.dtype | None = None) -> tuple[Callable[[], None], int]:
+    """One step of :func:`ddpm_core.train.training_step` with ``cfg``'s network, batch and loss.
+
+    ``amp_dtype``: autocast dtype (None: float32), passed to ``training_step`` as the training
+    loop passes :func:`ddpm_core.train.resolve_amp`'s choice.
+    """
     torch.manual_seed(0)
-    cfg = TrainConfig(batch_size=batch_size)
     model = UNet(cfg.model)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     schedule = make_schedule(cfg)
-    x0 = torch.rand(batch_size, 1, 32, 32) * 2 - 1
+    x0 = torch.rand(cfg.batch_size, 1, 32, 32) * 2 - 1
 
     def step() -> None:
-        training_step(model, schedule, optimizer, x0, loss_type=cfg.loss_type, grad_clip=cfg.grad_clip)
+        training_step(model, schedule, optimizer, x0, loss_type=cfg.loss_type, loss_weighting=cfg.loss_weighting,
+                      min_snr_gamma=cfg.min_snr_gamma, grad_clip=cfg.grad_clip, amp_dtype=amp_dtype)
 
     return step, count_parameters(model)
 
@@ -85,12 +95,17 @@ def main(argv: list[str] | None = None) -> dict:
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     info = machine()
-    default_batch = TrainConfig().batch_size
+    default, quick = TrainConfig(), TrainConfig(**QUICK)  # QUICK: the preset of --quick
     rows = {
         "source": (*source_step(16), 16, "SimpleUnet, L1, T=300, Adam lr 1e-3"),
-        "ddpm_core": (*ddpm_core_step(default_batch), default_batch, "UNet(UNetConfig()), L_simple, T=1000"),
-        "ddpm_core@16": (*ddpm_core_step(16), 16, "the same, at the source's batch size"),
+        "ddpm_core": (*ddpm_core_step(default), default.batch_size, "UNet(UNetConfig()), L_simple, T=1000"),
+        "ddpm_core@16": (*ddpm_core_step(replace(default, batch_size=16)), 16, "the same, at the source's batch size"),
+        "quick": (*ddpm_core_step(quick), quick.batch_size, "the --quick recipe (no dropout, Min-SNR), float32"),
     }
+    if cpu_has_native_bf16():  # bf16 rows only where the CPU computes in bf16 natively (else emulated, slow)
+        rows["quick+bf16"] = (*ddpm_core_step(quick, torch.bfloat16), quick.batch_size, "the same, autocast to bf16")
+        rows["ddpm_core+bf16"] = (*ddpm_core_step(default, torch.bfloat16), default.batch_size,
+                                  "UNet(UNetConfig()), L_simple, T=1000, autocast to bf16")
     for step, *_ in rows.values():
         for _ in range(args.warmup):
             step()

@@ -3,8 +3,9 @@
 Trains ddpm_core's U-Net with :func:`ddpm_core.train.train` on the 4,500 offline training
 digits (``load_mnist_5k("train")``), with the CPU recipe ``ddpm_core.train.QUICK`` unless
 flags change it. Each budget of ``--minutes`` is a separate run whose length is fixed in
-advance: a short calibration times ``--calibration-steps`` steps of the recipe, and the run
-gets budget / (seconds per step) steps. (The recipe's learning rate decays to 0 at the last
+advance: a calibration times two short runs of the recipe (``--calibration-steps`` steps and a
+quarter of that; their difference cancels start-up costs), and the run gets
+budget / (seconds per step) steps. (The recipe's learning rate decays to 0 at the last
 step, so a run must know its length: one run cannot be scored at 3 minutes and continued to 10.)
 The time each run really took is measured and reported next to its budget. Sampling and scoring
 are not counted.
@@ -53,7 +54,7 @@ from ddpm_core.data import load_mnist_5k
 from ddpm_core.ddim import ddim_sample_loop
 from ddpm_core.evaluation import load_classifier, quality_with_controls
 from ddpm_core.plotting import image_grid, png_bytes
-from ddpm_core.train import PRETRAINED, QUICK, TrainConfig, load_pretrained, make_schedule, train
+from ddpm_core.train import PRETRAINED, QUICK, TrainConfig, load_pretrained, make_schedule, resolve_amp, train
 from ddpm_core.unet import UNet, UNetConfig, count_parameters
 
 from machine import machine, write_record  # benchmarks/machine.py: what the numbers were measured on
@@ -68,7 +69,7 @@ def _ints(text: str) -> tuple[int, ...]:
 def build_config(args: argparse.Namespace, steps: int) -> TrainConfig:
     """ddpm_core.train.QUICK (the CPU recipe) with ``steps`` steps, then every flag given."""
     values = {k: v for k, v in QUICK.items() if k not in ("steps", "checkpoint_every", "log_every", "model")}
-    for name in ("batch_size", "lr", "warmup_steps", "lr_decay", "ema_decay", "loss_weighting"):
+    for name in ("batch_size", "lr", "warmup_steps", "lr_decay", "ema_decay", "loss_weighting", "amp"):
         if getattr(args, name) is not None:
             values[name] = getattr(args, name)
     model = QUICK["model"].to_dict()
@@ -108,22 +109,27 @@ def clock_now(kind: str) -> float:
 
 
 def seconds_per_step(args: argparse.Namespace, images: torch.Tensor) -> float:
-    """Time ``--calibration-steps`` steps of the recipe in a scratch folder, after one untimed step.
+    """What one step of the recipe costs, from two timed runs of different lengths.
 
-    The timed call resumes from the untimed step's checkpoint, so it includes a checkpoint load
-    and save but not the first step's start-up costs. (lr_decay is switched off here: a cosine
-    run refuses to change its length on resume; the cost of a step does not depend on it.)
+    Each run resumes from an untimed first step (start-up costs) and then does n steps; the
+    difference of the two times over the difference of their n cancels what every run pays
+    once (building the model, loading and saving a checkpoint), which a single short run
+    would spread over its few steps. (lr_decay is switched off here: a cosine run refuses to
+    change its length on resume; the cost of a step does not depend on it.)
     """
-    scratch = Path(tempfile.mkdtemp(prefix="ttq_calibration_"))
-    try:
-        n = args.calibration_steps
-        cfg = dataclasses.replace(build_config(args, 1), lr_decay="none")
-        train(cfg, scratch, progress=False, images=images)  # start-up costs, not timed
-        start = clock_now(args.clock)
-        train(dataclasses.replace(cfg, steps=1 + n), scratch, progress=False, images=images)
-        return (clock_now(args.clock) - start) / n
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
+    short, long = max(1, args.calibration_steps // 4), args.calibration_steps
+    cfg = dataclasses.replace(build_config(args, 1), lr_decay="none")
+    elapsed = {}
+    for n in (short, long):
+        scratch = Path(tempfile.mkdtemp(prefix="ttq_calibration_"))
+        try:
+            train(cfg, scratch, progress=False, images=images)  # start-up costs, not timed
+            start = clock_now(args.clock)
+            train(dataclasses.replace(cfg, steps=1 + n), scratch, progress=False, images=images)
+            elapsed[n] = clock_now(args.clock) - start
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+    return (elapsed[long] - elapsed[short]) / (long - short)
 
 
 def score(samples: torch.Tensor, test_images: torch.Tensor, real_b: torch.Tensor, classifier: torch.nn.Module) -> dict:
@@ -192,7 +198,8 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--minutes", default="3,10", help="comma-separated training budgets, one run each")
     p.add_argument("--clock", choices=("cpu", "wall"), default="cpu",
                    help="what --minutes counts: this process's CPU time (default) or wall-clock time")
-    p.add_argument("--calibration-steps", type=int, default=30, help="steps timed to turn minutes into steps")
+    p.add_argument("--calibration-steps", type=int, default=80,
+                   help="steps of the longer of the two timed runs that turn minutes into steps (the shorter does a quarter)")
     p.add_argument("--n", type=int, default=500, help="generated digits per evaluation")
     p.add_argument("--samplers", default="ddim50-eta1",
                    help="comma-separated DDIM samplers ddim<steps>-eta<eta>; the first one is the headline")
@@ -204,6 +211,8 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--lr-decay", choices=("none", "cosine"))
     p.add_argument("--ema-decay", type=float)
     p.add_argument("--loss-weighting", choices=("uniform", "min_snr"))
+    p.add_argument("--amp", choices=("auto", "off", "bf16"),
+                   help="mixed precision; the recipe's 'auto' is bf16 on a CPU that computes in it natively, else off")
     p.add_argument("--patch-size", type=int)
     p.add_argument("--base-channels", type=int)
     p.add_argument("--num-res-blocks", type=int)
@@ -217,6 +226,8 @@ def main(argv: list[str] | None = None) -> dict:
     args = p.parse_args(argv)
     for name in args.samplers.split(","):
         parse_sampler(name)  # refuse a malformed sampler before training for minutes
+    if args.calibration_steps < 4:
+        p.error(f"--calibration-steps must be at least 4, got {args.calibration_steps}")
     if not _ints(args.sample_seeds):
         p.error("--sample-seeds needs at least one integer seed")
     torch.set_num_threads(args.threads)
@@ -285,6 +296,7 @@ def main(argv: list[str] | None = None) -> dict:
         out, "time_to_quality.py", "time_to_quality", argv, info,
         train_config={**build_config(args, 1).to_dict(), "steps": "budget / calibrated seconds per step"},
         parameters=count_parameters(UNet(build_config(args, 1).model)),
+        autocast_dtype=str(resolve_amp(build_config(args, 1), torch.device("cpu"))[0]),  # what amp resolved to here
         calibration={"steps": args.calibration_steps, "seconds_per_step": per_step, "clock": args.clock},
         n_generated=args.n,
         reference="load_mnist_5k('test'): 500 held-out digits; floor's second set: "

@@ -101,8 +101,9 @@ class TrainConfig:
         sample_every: save a grid of EMA samples every this many steps (0: never).
         data: ``"offline"`` (the 4,500 training digits of :func:`ddpm_core.data.load_mnist_5k`)
             or ``"mnist"`` (60,000 digits through torchvision, needs a network).
-        amp: mixed precision: ``"auto"`` (bf16 on GPUs that have it, else fp16 with a
-            gradient scaler; off on a CPU), ``"off"``, ``"fp16"`` (GPU only) or ``"bf16"``.
+        amp: mixed precision: ``"auto"`` (bf16 on GPUs and CPUs that compute in it natively;
+            else fp16 with a gradient scaler on a GPU, off on a CPU), ``"off"``, ``"fp16"``
+            (GPU only) or ``"bf16"``.
         channels_last: store activations as (B, H, W, C) in memory (faster on recent GPUs).
         compile: wrap the model in ``torch.compile``.
         device: ``"auto"`` (CUDA if available), ``"cpu"`` or ``"cuda"``.
@@ -328,14 +329,26 @@ def resolve_device(cfg: TrainConfig) -> torch.device:
     return torch.device(cfg.device)
 
 
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU computes in bf16 natively (AVX512-BF16 or AMX instructions).
+
+    Without them torch still runs bf16 on a CPU, but by emulation, which is slower than float32.
+    The checks are torch's own (private) ones; a torch without them counts as False.
+    """
+    checks = [getattr(torch.cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
+    return any(check is not None and bool(check()) for check in checks)
+
+
 def resolve_amp(cfg: TrainConfig, device: torch.device) -> tuple[torch.dtype | None, bool]:
     """Autocast dtype (None: off) and whether a gradient scaler is needed.
 
-    ``"auto"``: off on a CPU; bf16 on GPUs with native bf16 (compute capability >= 8.0; no
-    scaler needed: bf16 has float32's range); otherwise (e.g. a T4) fp16 with a scaler.
+    ``"auto"``: bf16 where the device computes in it natively: GPUs of compute capability
+    >= 8.0, CPUs with AVX512-BF16 or AMX (:func:`cpu_has_native_bf16`). No scaler is needed:
+    bf16 has float32's range. Otherwise fp16 with a scaler on a GPU (e.g. a T4), and float32
+    on a CPU.
     """
     cuda = device.type == "cuda"
-    if cfg.amp == "off" or (cfg.amp == "auto" and not cuda):
+    if cfg.amp == "off":
         return None, False
     if cfg.amp == "fp16":
         if not cuda:
@@ -345,6 +358,8 @@ def resolve_amp(cfg: TrainConfig, device: torch.device) -> tuple[torch.dtype | N
         if cuda and not torch.cuda.is_bf16_supported():
             raise ValueError("amp='bf16' is not supported by this GPU; use 'fp16'")
         return torch.bfloat16, False
+    if not cuda:  # "auto" on a CPU
+        return (torch.bfloat16, False) if cpu_has_native_bf16() else (None, False)
     # "auto" on a GPU. Native bf16 needs compute capability 8.0 (Ampere) or newer; older cards
     # such as Colab's T4 (7.5) only emulate it slowly, and torch.cuda.is_bf16_supported()
     # counts emulation as support, so the capability is checked instead.
@@ -799,6 +814,7 @@ def main(argv: list[str] | None = None) -> TrainResult:
             "machine": f"{os.cpu_count()}-core {platform.machine()} CPU, {torch.get_num_threads()} torch thread(s)"
             if resolve_device(cfg).type == "cpu" else torch.cuda.get_device_name(),
             "data_split": "load_mnist_5k('train'): 4,500 digits" if cfg.data == "offline" else "MNIST train: 60,000 digits",
+            "autocast": str(resolve_amp(cfg, resolve_device(cfg))[0] or "off (float32)").removeprefix("torch."),
             "torch": torch.__version__,
         }
         export_checkpoint(result.checkpoint, args.export, metadata,

@@ -346,6 +346,7 @@ def test_train_and_sample_command_lines(tmp_path, monkeypatch):
     assert result.step == 2 and weights.exists()
     info = json.loads(weights.with_suffix(".json").read_text())
     assert info["steps"] == 2 and info["command"].startswith("python -m ddpm_core.train --run-dir")
+    assert info["autocast"] == ("bfloat16" if train_module.cpu_has_native_bf16() else "off (float32)")  # what amp="auto" ran
     for source in (weights, tmp_path / "run", list_checkpoints(tmp_path / "run")[-1]):
         for sampler in ("ddpm", "ddim"):
             out = tmp_path / f"{sampler}.png"
@@ -363,4 +364,13 @@ def test_auto_amp_picks_fp16_with_scaler_on_a_t4_and_bf16_on_ampere(monkeypatch,
     monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
     cfg = TrainConfig(amp="auto")
     assert resolve_amp(cfg, torch.device("cuda")) == expected
-    assert resolve_amp(cfg, torch.device("cpu")) == (None, False)
+
+
+@pytest.mark.parametrize("native, expected", [(True, (torch.bfloat16, False)), (False, (None, False))])
+def test_auto_amp_on_a_cpu_is_bf16_only_where_the_cpu_has_it(monkeypatch, native, expected):
+    import ddpm_core.train as train_module
+
+    monkeypatch.setattr(train_module, "cpu_has_native_bf16", lambda: native)
+    assert train_module.resolve_amp(TrainConfig(amp="auto"), torch.device("cpu")) == expected
+    assert train_module.resolve_amp(TrainConfig(amp="off"), torch.device("cpu")) == (None, False)
+    assert train_module.resolve_amp(TrainConfig(amp="bf16"), torch.device("cpu")) == (torch.bfloat16, False)
