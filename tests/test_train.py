@@ -306,7 +306,8 @@ def test_save_and_load_model(tmp_path):
 def test_shipped_model_loads_and_is_documented():
     model, schedule = load_pretrained()
     info = json.loads(PRETRAINED.with_suffix(".json").read_text())
-    for key in ("unet_config", "train_config", "command", "steps", "wall_time_s", "final_loss", "date", "machine", "data_split"):
+    for key in ("unet_config", "train_config", "command", "steps", "wall_time_s", "final_loss", "date", "machine", "data_split",
+                "autocast"):
         assert key in info, key
     assert PRETRAINED.stat().st_size < 8_000_000
     assert schedule.T == info["train_config"]["T"]
