@@ -1,6 +1,6 @@
 """Training throughput (images per second) on this machine's CPU: ddpm_core's U-Net vs the source's.
 
-Three training steps are compared, each at its own settings:
+Up to six training steps are compared, each at its own settings:
 
 * ``source``: the source's ``SimpleUnet`` (62M parameters) with its own training step
   (:func:`ddpm_core.source_code.get_loss`: L1 loss, T = 300, Adam at lr 1e-3), batch 16.
@@ -10,8 +10,8 @@ Three training steps are compared, each at its own settings:
   :func:`ddpm_core.train.training_step` (L_simple, T = 1000, Adam, gradient clipping at 1),
   at :class:`TrainConfig`'s default batch of 128.
 * ``ddpm_core@16``: the same at the source's batch of 16, for a like-for-like comparison.
-* ``quick``: the CPU recipe of ``python -m ddpm_core.train --quick`` (batch 64, the network
-  without dropout, Min-SNR weighting), in float32.
+* ``quick``: the CPU recipe of ``python -m ddpm_core.train --quick`` (batch 64, its
+  base-16 network without dropout, Min-SNR weighting), in float32.
 * ``quick+bf16`` and ``ddpm_core+bf16``: the same steps under ``torch.autocast`` to bf16, what
   ``amp="auto"`` picks on a CPU with AVX512-BF16 or AMX instructions. These rows are
   left out on a CPU without them (bf16 would only be emulated there).
@@ -20,8 +20,9 @@ The rows are timed in interleaved rounds (a few steps of each, in turn, round af
 so that a change in the machine's load during the run hits every row alike. Warm-up steps
 are not timed. Both wall-clock time and this process's CPU time (``time.process_time``) are
 measured: on a machine shared with other jobs the wall clock mostly measures the other jobs,
-while with one torch thread CPU time is what the wall clock would show on an idle machine. Random data
-stand in for MNIST (the speed of a step does not depend on the pixel values). Prints a Markdown table and writes ``benchmarks/results/throughput.json``.
+while with one torch thread CPU time is what the wall clock would show on an idle machine.
+Random data stand in for MNIST (the speed of a step does not depend on the pixel values).
+Prints a Markdown table and writes ``benchmarks/results/throughput.json``.
 
     .venv/bin/python benchmarks/throughput.py                 # 1 thread (the recorded run)
     .venv/bin/python benchmarks/throughput.py --threads 2
