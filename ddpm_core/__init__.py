@@ -4,6 +4,8 @@ Timestep convention, everywhere: the paper's t = 1..T. Schedule arrays have leng
 and are indexed by t directly; entry 0 stands for x_0 (beta_0 = 0, alphabar_0 = 1).
 """
 
+import importlib
+
 from .forward import q_mean_variance, q_sample, q_step
 from .losses import (
     bpd_bound,
@@ -21,7 +23,6 @@ from .reverse import PMeanVariance, p_mean_variance, p_sample, p_sample_loop
 from .schedules import NoiseSchedule, cosine_beta_schedule, extract, linear_beta_schedule
 from .unet import UNet, UNetConfig, count_parameters, sinusoidal_embedding
 from .ddim import ddim_sample_loop, ddim_timesteps
-from .train import EMA, NonFiniteLossError, TrainConfig, load_pretrained, training_step
 
 __version__ = "0.1.0"
 
@@ -62,5 +63,15 @@ __all__ = [
     "load_pretrained",
 ]
 
-# `ddpm_core.train` stays the module (the training loop is `ddpm_core.train.train`), so that
-# `python -m ddpm_core.train` and `import ddpm_core.train` mean the same thing.
+# The names of `ddpm_core.train` are imported on first use (PEP 562), not here: `python -m
+# ddpm_core.train` runs that module as __main__, and a package that had already imported it
+# would make runpy warn that it ran a module twice. `ddpm_core.train` itself stays the module
+# (the training loop is `ddpm_core.train.train`), so `import ddpm_core.train` means the same.
+_FROM_TRAIN = ("EMA", "NonFiniteLossError", "TrainConfig", "load_pretrained", "training_step")
+
+
+def __getattr__(name: str):
+    if name in _FROM_TRAIN or name == "train":
+        train = importlib.import_module(".train", __name__)  # also binds ddpm_core.train
+        return train if name == "train" else getattr(train, name)
+    raise AttributeError(f"module 'ddpm_core' has no attribute {name!r}")

@@ -6,6 +6,8 @@ Timestep convention: the paper's t = 1..T.
 
 import json
 import math
+import subprocess
+import sys
 from dataclasses import replace
 
 import pytest
@@ -375,3 +377,22 @@ def test_auto_amp_on_a_cpu_is_bf16_only_where_the_cpu_has_it(monkeypatch, native
     assert train_module.resolve_amp(TrainConfig(amp="auto"), torch.device("cpu")) == expected
     assert train_module.resolve_amp(TrainConfig(amp="off"), torch.device("cpu")) == (None, False)
     assert train_module.resolve_amp(TrainConfig(amp="bf16"), torch.device("cpu")) == (torch.bfloat16, False)
+
+
+@pytest.mark.parametrize("module", ["ddpm_core.train", "ddpm_core.sample"])
+def test_command_line_modules_run_without_runpy_warning(module):
+    # The package imports its training names lazily, so `python -m ddpm_core.train` does not find
+    # the module already imported (runpy would warn that it may run it twice); -W error makes
+    # any warning at start-up fail the command.
+    done = subprocess.run([sys.executable, "-W", "error", "-m", module, "--help"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith(f"usage: python -m {module}")
+
+
+def test_package_exposes_training_names_lazily():
+    import ddpm_core
+
+    assert ddpm_core.TrainConfig is TrainConfig
+    assert ddpm_core.train.train is train
+    with pytest.raises(AttributeError, match="no attribute 'not_a_name'"):
+        ddpm_core.not_a_name
