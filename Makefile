@@ -31,9 +31,10 @@ test: $(STAMP) $(CHROMIUM) build-strict
 	$(BIN)/python -m pytest --nbval --nbval-sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider
 
 # Re-execute every chapter in place (after changing ddpm_core or a chapter), then commit.
+# `jupyter execute` is nbclient's, which the book's requirements install (nbconvert is not among them).
 notebooks: $(STAMP)
 	for nb in notebooks/*.ipynb; do \
-	  $(BIN)/jupyter nbconvert --to notebook --execute --inplace --ExecutePreprocessor.timeout=1200 $$nb || exit 1; \
+	  $(BIN)/jupyter execute --inplace --timeout=1200 $$nb || exit 1; \
 	done
 
 clean:
