@@ -8,7 +8,8 @@ nothing but the draw of the 500 digits changes:
 
 * ``random``: the 4,500 training digits in the floor's order, cut into 9 disjoint sets of 500 (the
   first is the floor's own set). Like a sampler's output, their class counts vary by chance.
-* ``stratified``: 9 disjoint sets of exactly 50 digits per class, as the test set is built.
+* ``stratified``: 9 disjoint sets of exactly 50 digits per class, as the test set is built (each
+  class's 450 training digits in the floor's order, cut into runs of 50).
 * ``shipped``: the shipped model (``ddpm_core/assets``, EMA weights) sampled with DDIM, 50 steps,
   eta = 1 (x0 clipped), one set per sampling seed; classes are the classifier's predictions.
 
@@ -17,7 +18,7 @@ counts are from 50 per class; then, per kind, the spread of FD / floor and its c
 chi^2, and the shipped model's class counts pooled over all its sets (is its class mix off, beyond
 the luck of each draw?). Prints a Markdown table and writes ``benchmarks/results/fd_noise.json``.
 
-    .venv/bin/python benchmarks/fd_noise.py                        # the recorded run (~3 min, 1 thread)
+    .venv/bin/python benchmarks/fd_noise.py                        # the recorded run (~4 min, 1 thread)
     .venv/bin/python benchmarks/fd_noise.py --sample-seeds 1,2     # quicker
 """
 
@@ -45,14 +46,6 @@ def chi_square_from_uniform(counts: np.ndarray) -> float:
     """sum_k (n_k - e)^2 / e with e = N / K: 0 for equal counts (9 degrees of freedom for K = 10)."""
     expected = counts.sum() / len(counts)
     return float(((counts - expected) ** 2 / expected).sum())
-
-
-def stratified_sets(labels: torch.Tensor, per_class: int, generator: torch.Generator) -> list[torch.Tensor]:
-    """Disjoint index sets with exactly ``per_class`` examples of each class, as many as every class allows."""
-    by_class = [torch.nonzero(labels == c).flatten() for c in range(10)]
-    by_class = [idx[torch.randperm(len(idx), generator=generator)] for idx in by_class]
-    n_sets = min(len(idx) for idx in by_class) // per_class
-    return [torch.cat([idx[i * per_class:(i + 1) * per_class] for idx in by_class]) for i in range(n_sets)]
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -86,7 +79,10 @@ def main(argv: list[str] | None = None) -> dict:
         idx = perm[i * SET_SIZE:(i + 1) * SET_SIZE]
         add("random", f"training digits {i * SET_SIZE + 1}-{(i + 1) * SET_SIZE}", feats_train[idx],
             np.bincount(train_labels[idx].numpy(), minlength=10))
-    for i, idx in enumerate(stratified_sets(train_labels, SET_SIZE // 10, torch.Generator().manual_seed(0))):
+    # The same order again, each class cut into 9 runs of 50: 9 disjoint sets of 50 per class
+    # (chapter 7 builds its sets the same way).
+    per_class = [perm[train_labels[perm] == k].reshape(-1, SET_SIZE // 10) for k in range(10)]  # (9, 50) each
+    for i, idx in enumerate(torch.cat(per_class, dim=1)):  # (9, 500)
         add("stratified", f"stratified set {i + 1}", feats_train[idx], np.bincount(train_labels[idx].numpy(), minlength=10))
 
     model, _ = load_pretrained()
