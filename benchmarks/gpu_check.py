@@ -15,8 +15,12 @@ offline digits (the speed of a step does not depend on the data source).
 * **Sampling cost**: the 1000-step chain of Algorithm 2 and 50-step DDIM, batches 1 and 64.
 
 Needs a CUDA GPU. Writes JSON (default ``benchmarks/results/gpu_check.json``) and prints a table.
+``--smoke`` runs every part on the CPU instead, with a tiny network, few steps and float32 in
+place of each precision setting, so that the script itself is tested without a GPU
+(``tests/test_train.py`` does); its numbers mean nothing.
 
     python benchmarks/gpu_check.py --out gpu_check.json
+    python benchmarks/gpu_check.py --smoke --out /tmp/gpu_check_smoke.json
 """
 
 from __future__ import annotations
@@ -48,6 +52,11 @@ FULL = TrainConfig(  # the chapter's FULL_CFG, on the offline digits
     amp="auto", channels_last=True, device="cuda", model=UNetConfig(),
 )
 
+SMOKE = dataclasses.replace(  # --smoke: the same parts on the CPU, in seconds
+    FULL, T=50, batch_size=8, device="cpu", amp="off", channels_last=False, warmup_steps=2, log_every=2,
+    model=UNetConfig(base_channels=8, channel_mults=(1, 2), attention_resolutions=(), num_groups=4),
+)
+
 SETTINGS = {  # name: fields replaced in FULL
     "fp32": dict(amp="off", channels_last=False),
     "tf32": dict(amp="off", channels_last=False),  # float32 with TensorFloat-32 matrix units
@@ -59,13 +68,19 @@ SETTINGS = {  # name: fields replaced in FULL
 }
 
 
-def throughput(name: str, steps: int, images: torch.Tensor) -> dict:
-    cfg = dataclasses.replace(FULL, steps=steps, **SETTINGS[name])
+def synchronize(cfg: TrainConfig) -> None:
+    if cfg.device == "cuda":
+        torch.cuda.synchronize()
+
+
+def throughput(base: TrainConfig, name: str, steps: int, images: torch.Tensor) -> dict:
+    fields = SETTINGS[name] if base.device == "cuda" else {**SETTINGS[name], "amp": "off", "compile": False}
+    cfg = dataclasses.replace(base, steps=steps, **fields)
     torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = name == "tf32"
     with tempfile.TemporaryDirectory() as run_dir:
         start = time.perf_counter()
         result = train(cfg, run_dir, progress=False, images=images)
-        torch.cuda.synchronize()
+        synchronize(cfg)
         total = time.perf_counter() - start
         rows = [json.loads(line) for line in Path(run_dir, "metrics.jsonl").read_text().splitlines()]
     speeds = [r["images_per_s"] for r in rows[1:]]
@@ -74,11 +89,11 @@ def throughput(name: str, steps: int, images: torch.Tensor) -> dict:
             "first_window_images_per_s": rows[0]["images_per_s"], "total_s": total, "final_loss": result.final_loss}
 
 
-def resumption(amp: str, images: torch.Tensor) -> dict:
+def resumption(base: TrainConfig, amp: str, images: torch.Tensor) -> dict:
     # A constant rate after the warm-up: with lr_decay="cosine" the rate depends on steps, and
     # train() refuses to resume a 20-step run as a 40-step one.
-    cfg = dataclasses.replace(FULL, steps=40, batch_size=32, warmup_steps=5, lr_decay="none", amp=amp,
-                              log_every=10, checkpoint_every=10)
+    cfg = dataclasses.replace(base, steps=40, batch_size=min(32, base.batch_size), warmup_steps=5, lr_decay="none",
+                              amp=amp if base.device == "cuda" else "off", log_every=10, checkpoint_every=10)
     with tempfile.TemporaryDirectory() as once_dir, tempfile.TemporaryDirectory() as split_dir:
         once = train(cfg, once_dir, progress=False, images=images)
         train(dataclasses.replace(cfg, steps=20), split_dir, progress=False, images=images)
@@ -93,21 +108,21 @@ def resumption(amp: str, images: torch.Tensor) -> dict:
             "final_loss_resumed": resumed.final_loss}
 
 
-def sampling_cost(batch: int) -> list[dict]:
-    schedule = make_schedule(FULL)
-    model = UNet(FULL.model).cuda().eval()
+def sampling_cost(base: TrainConfig, batch: int) -> list[dict]:
+    schedule = make_schedule(base)
+    model = UNet(base.model).to(base.device).eval()
     rows = []
     for name, run in (
-        ("ddpm 1000 steps", lambda g: p_sample_loop(schedule, model, (batch, 1, 32, 32), generator=g)),
+        (f"ddpm {schedule.T} steps", lambda g: p_sample_loop(schedule, model, (batch, 1, 32, 32), generator=g)),
         ("ddim 50 steps", lambda g: ddim_sample_loop(schedule, model, (batch, 1, 32, 32), num_steps=50, eta=1.0,
                                                      generator=g)),
     ):
         with torch.no_grad():
-            run(torch.Generator(device="cuda").manual_seed(0))  # warm-up
-            torch.cuda.synchronize()
+            run(torch.Generator(device=base.device).manual_seed(0))  # warm-up
+            synchronize(base)
             start = time.perf_counter()
-            run(torch.Generator(device="cuda").manual_seed(1))
-            torch.cuda.synchronize()
+            run(torch.Generator(device=base.device).manual_seed(1))
+            synchronize(base)
         seconds = time.perf_counter() - start
         rows.append({"sampler": name, "batch": batch, "seconds": seconds, "ms_per_image": 1000 * seconds / batch})
     return rows
@@ -118,14 +133,20 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--steps", type=int, default=400, help="training steps per eager setting (default 400)")
     p.add_argument("--compile-steps", type=int, default=600, help="training steps with torch.compile")
     p.add_argument("--skip", default="", help="comma-separated settings to leave out")
+    p.add_argument("--smoke", action="store_true", help="run every part on the CPU with a tiny network (tests the script)")
     p.add_argument("--out", default=str(RESULTS / "gpu_check.json"))
     args = p.parse_args(argv)
-    if not torch.cuda.is_available():
-        raise SystemExit("gpu_check.py needs a CUDA GPU (torch.cuda.is_available() is False)")
-    gpu = torch.cuda.get_device_properties(0)
+    if args.smoke:
+        torch.set_num_threads(1)  # tiny tensors: more threads only wait on each other
+        base, gpu_name, capability = SMOKE, "none (--smoke: CPU, tiny network)", "-"
+    elif not torch.cuda.is_available():
+        raise SystemExit("gpu_check.py needs a CUDA GPU (torch.cuda.is_available() is False); --smoke runs it on the CPU")
+    else:
+        base, gpu = FULL, torch.cuda.get_device_properties(0)
+        gpu_name, capability = gpu.name, f"{gpu.major}.{gpu.minor}"
     record = {
-        "gpu": gpu.name, "compute_capability": f"{gpu.major}.{gpu.minor}", "torch": torch.__version__,
-        "cuda": torch.version.cuda, "parameters": count_parameters(UNet(FULL.model)),
+        "gpu": gpu_name, "compute_capability": capability, "torch": torch.__version__,
+        "cuda": torch.version.cuda, "parameters": count_parameters(UNet(base.model)),
         "date": time.strftime("%Y-%m-%d"), "throughput": [], "resumption": [], "sampling": [],
     }
     out = Path(args.out)
@@ -136,18 +157,18 @@ def main(argv: list[str] | None = None) -> dict:
     images, _ = load_mnist_5k("train")
     skip = {s.strip() for s in args.skip.split(",") if s.strip()}
     for amp in ("bf16", "fp16"):
-        record["resumption"].append(resumption(amp, images))
+        record["resumption"].append(resumption(base, amp, images))
         print(record["resumption"][-1], flush=True)
         save()
-    for batch in (1, 64):
-        record["sampling"] += sampling_cost(batch)
+    for batch in ((1, 2) if args.smoke else (1, 64)):
+        record["sampling"] += sampling_cost(base, batch)
         print(record["sampling"][-2:], flush=True)
         save()
     for name in SETTINGS:
         if name in skip:
             continue
         steps = args.compile_steps if "compile" in name else args.steps
-        record["throughput"].append(throughput(name, steps, images))
+        record["throughput"].append(throughput(base, name, steps, images))
         print(record["throughput"][-1], flush=True)
         save()
 

@@ -69,7 +69,8 @@ def _ints(text: str) -> tuple[int, ...]:
 def build_config(args: argparse.Namespace, steps: int) -> TrainConfig:
     """ddpm_core.train.QUICK (the CPU recipe) with ``steps`` steps, then every flag given."""
     values = {k: v for k, v in QUICK.items() if k not in ("steps", "checkpoint_every", "log_every", "model")}
-    for name in ("batch_size", "lr", "warmup_steps", "lr_decay", "ema_decay", "loss_weighting", "amp"):
+    for name in ("batch_size", "lr", "warmup_steps", "lr_decay", "ema_decay", "loss_weighting", "min_snr_gamma",
+                 "schedule", "amp"):
         if getattr(args, name) is not None:
             values[name] = getattr(args, name)
     model = QUICK["model"].to_dict()
@@ -211,6 +212,8 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--lr-decay", choices=("none", "cosine"))
     p.add_argument("--ema-decay", type=float)
     p.add_argument("--loss-weighting", choices=("uniform", "min_snr"))
+    p.add_argument("--min-snr-gamma", type=float)
+    p.add_argument("--schedule", choices=("linear", "cosine"), help="the noise schedule (the recipe's is linear)")
     p.add_argument("--amp", choices=("auto", "off", "bf16"),
                    help="mixed precision; the recipe's 'auto' is bf16 on a CPU that computes in it natively, else off")
     p.add_argument("--patch-size", type=int)
