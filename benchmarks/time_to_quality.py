@@ -69,7 +69,7 @@ def _ints(text: str) -> tuple[int, ...]:
 def build_config(args: argparse.Namespace, steps: int) -> TrainConfig:
     """ddpm_core.train.QUICK (the CPU recipe) with ``steps`` steps, then every flag given."""
     values = {k: v for k, v in QUICK.items() if k not in ("steps", "checkpoint_every", "log_every", "model")}
-    for name in ("batch_size", "lr", "warmup_steps", "lr_decay", "ema_decay", "loss_weighting", "min_snr_gamma",
+    for name in ("batch_size", "lr", "optimizer", "muon_lr", "warmup_steps", "lr_decay", "ema_decay", "loss_weighting", "min_snr_gamma",
                  "schedule", "amp"):
         if getattr(args, name) is not None:
             values[name] = getattr(args, name)
@@ -208,6 +208,8 @@ def main(argv: list[str] | None = None) -> dict:
                    help="comma-separated seeds of the sampling noise; several show how much FD moves with it")
     p.add_argument("--batch-size", type=int)
     p.add_argument("--lr", type=float)
+    p.add_argument("--optimizer", choices=("adam", "muon"), help="the recipe's is adam")
+    p.add_argument("--muon-lr", type=float, help="peak learning rate of the Muon parameters")
     p.add_argument("--warmup-steps", type=int)
     p.add_argument("--lr-decay", choices=("none", "cosine"))
     p.add_argument("--ema-decay", type=float)

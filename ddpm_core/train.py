@@ -6,6 +6,7 @@ Everything else here makes a run reproducible and safe to stop:
 
 * an exponential moving average of the weights (:class:`EMA`), which is what samples use;
 * a learning-rate warm-up (:func:`lr_at`);
+* Adam, or optionally :class:`Muon` for the weight matrices (:func:`make_optimizer`);
 * checkpoints holding every piece of state (model, EMA, optimizer, gradient scaler, step,
   random-number generators), so that N steps in one go and N/2 + resume + N/2 give
   bit-identical weights on a CPU;
@@ -50,6 +51,7 @@ SCHEDULES = ("linear", "cosine")
 LOSS_TYPES = ("l2", "l1")
 LR_DECAYS = ("none", "cosine")
 LOSS_WEIGHTINGS = ("uniform", "min_snr")
+OPTIMIZERS = ("adam", "muon")
 DATA_SOURCES = ("offline", "mnist")
 AMP_MODES = ("auto", "off", "fp16", "bf16")
 DEVICES = ("auto", "cpu", "cuda")
@@ -84,6 +86,11 @@ class TrainConfig:
         schedule: ``"linear"`` (Ho et al.) or ``"cosine"`` (Nichol & Dhariwal).
         batch_size: images per step.
         lr: peak learning rate of Adam.
+        optimizer: ``"adam"`` for every parameter, or ``"muon"``: :class:`Muon` for the
+            weight matrices and convolution filters between the first and the last layer,
+            Adam (at ``lr``) for the rest (:func:`make_optimizer`).
+        muon_lr: peak learning rate of the Muon parameters (``optimizer="muon"`` only); it
+            follows the same warm-up and decay as ``lr``.
         warmup_steps: steps of linear warm-up from 0 to ``lr`` (0: none).
         lr_decay: after the warm-up, ``"none"`` (constant ``lr``) or ``"cosine"`` (down to 0
             at the last step, eq. {eq}`eq-training-lr`). With ``"cosine"`` the learning rate
@@ -114,6 +121,8 @@ class TrainConfig:
     schedule: Literal["linear", "cosine"] = "linear"
     batch_size: int = 128
     lr: float = 2e-4
+    optimizer: Literal["adam", "muon"] = "adam"
+    muon_lr: float = 0.01
     warmup_steps: int = 1000
     lr_decay: Literal["none", "cosine"] = "none"
     steps: int = 20000
@@ -139,6 +148,9 @@ class TrainConfig:
         _check_int("batch_size", self.batch_size, 1)
         if not (_is_number(self.lr) and self.lr > 0):
             raise ValueError(f"lr must be a finite number > 0, got {self.lr!r}")
+        _check_choice("optimizer", self.optimizer, OPTIMIZERS)
+        if not (_is_number(self.muon_lr) and self.muon_lr > 0):
+            raise ValueError(f"muon_lr must be a finite number > 0, got {self.muon_lr!r}")
         _check_int("warmup_steps", self.warmup_steps, 0)
         _check_choice("lr_decay", self.lr_decay, LR_DECAYS)
         _check_int("steps", self.steps, 1)
@@ -235,6 +247,102 @@ class EMA:
         self.num_updates = int(state["num_updates"])
         for name, value in state["shadow"].items():
             self.shadow[name].copy_(value)
+
+
+
+def newton_schulz_orthogonalize(G: torch.Tensor, steps: int = 5) -> torch.Tensor:
+    """Approximately the orthogonal factor U V^T of a matrix G = U S V^T, by Newton-Schulz.
+
+    After scaling G to spectral norm <= 1 (dividing by its Frobenius norm), each iteration
+    X <- a X + (b A + c A^2) X with A = X X^T applies the odd polynomial
+    p(s) = a s + b s^3 + c s^5 to every singular value s and leaves U and V alone. The
+    coefficients (a, b, c) = (3.4445, -4.7750, 2.0315) of Jordan et al.'s Muon push every
+    s in (0, 1] towards 1 quickly, to roughly [0.7, 1.2] after five steps: close enough to
+    U V^T for an optimizer, at the cost of 15 matrix products. Computed in bfloat16.
+
+    Args:
+        G: a matrix, shape (m, n).
+        steps: iterations.
+
+    Returns:
+        a float32 matrix of G's shape.
+    """
+    a, b, c = 3.4445, -4.7750, 2.0315
+    X = G.to(torch.bfloat16)
+    X = X / (X.norm() + 1e-7)
+    transposed = X.shape[0] > X.shape[1]
+    if transposed:  # iterate on the wide orientation: A = X X^T is the smaller square
+        X = X.T
+    for _ in range(steps):
+        A = X @ X.T
+        X = a * X + (b * A + c * A @ A) @ X
+    return (X.T if transposed else X).to(torch.float32)
+
+
+class Muon(torch.optim.Optimizer):
+    """Muon (Jordan et al., 2024) for the groups with ``use_muon=True``, Adam for the others.
+
+    For a weight W of shape (out, in) (a convolution's filters are read as (out, in * k * k)),
+    with gradient G and momentum mu:
+
+        M <- mu M + (1 - mu) G,     D = (1 - mu) G + mu M   (Nesterov),
+        W <- W - lr * sqrt(max(1, out / in)) * newton_schulz_orthogonalize(D).
+
+    The step replaces D's singular values by about 1, so every direction of the update moves
+    the weight by a similar amount, however unequal the gradient's directions are. Groups
+    with ``use_muon=False`` (biases, normalisation gains, the first and last layers) take
+    plain Adam steps with ``betas`` and ``eps``.
+    """
+
+    def __init__(self, param_groups: list[dict], momentum: float = 0.95, betas: tuple[float, float] = (0.9, 0.999),
+                 eps: float = 1e-8):
+        super().__init__(param_groups, dict(momentum=momentum, betas=betas, eps=eps))
+
+    @torch.no_grad()
+    def step(self, closure: None = None) -> None:
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                state = self.state[p]
+                if group["use_muon"]:
+                    if not state:
+                        state["momentum"] = torch.zeros_like(p)
+                    m, mu = state["momentum"], group["momentum"]
+                    m.lerp_(p.grad, 1 - mu)
+                    d = p.grad.lerp(m, mu).reshape(p.shape[0], -1)  # (out, in * k * k)
+                    scale = max(1.0, d.shape[0] / d.shape[1]) ** 0.5
+                    p.add_(newton_schulz_orthogonalize(d).view_as(p), alpha=-group["lr"] * scale)
+                else:
+                    if not state:
+                        state["step"], state["m"], state["v"] = 0, torch.zeros_like(p), torch.zeros_like(p)
+                    (beta1, beta2), state["step"] = group["betas"], state["step"] + 1
+                    state["m"].lerp_(p.grad, 1 - beta1)
+                    state["v"].lerp_(p.grad.square(), 1 - beta2)
+                    m_hat = state["m"] / (1 - beta1 ** state["step"])
+                    v_hat = state["v"] / (1 - beta2 ** state["step"])
+                    p.addcdiv_(m_hat, v_hat.sqrt().add_(group["eps"]), value=-group["lr"])
+
+
+def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    """Adam over every parameter, or (``cfg.optimizer="muon"``) :class:`Muon`.
+
+    With Muon, the weights of 2 or more dimensions take Muon steps at ``cfg.muon_lr``,
+    except those of the first and last convolutions (``conv_in``, ``conv_out``), which,
+    with every bias and normalisation gain, take Adam steps at ``cfg.lr``. Each group's
+    ``lr_scale`` is its peak rate over ``cfg.lr``: :func:`train` sets a group's rate to
+    ``lr_at(step, cfg) * lr_scale``.
+    """
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam([{"params": list(model.parameters()), "lr_scale": 1.0}], lr=cfg.lr)
+    named = list(model.named_parameters())
+    is_muon = [p.dim() >= 2 and not name.startswith(("conv_in.", "conv_out.")) for name, p in named]
+    return Muon([
+        {"params": [p for (_, p), m in zip(named, is_muon) if m], "use_muon": True, "lr": cfg.muon_lr,
+         "lr_scale": cfg.muon_lr / cfg.lr},
+        {"params": [p for (_, p), m in zip(named, is_muon) if not m], "use_muon": False, "lr": cfg.lr,
+         "lr_scale": 1.0},
+    ])
 
 
 def lr_at(step: int, cfg: TrainConfig) -> float:
@@ -507,7 +615,7 @@ def train(
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
     ema = EMA(model, cfg.ema_decay)
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    optimizer = make_optimizer(model, cfg)
     scaler = torch.amp.GradScaler(device.type, enabled=use_scaler)
     data_generator = torch.Generator().manual_seed(cfg.seed)
     schedule = make_schedule(cfg)
@@ -577,7 +685,7 @@ def train(
             step += 1
             lr = lr_at(step, cfg)
             for group in optimizer.param_groups:
-                group["lr"] = lr
+                group["lr"] = lr * group.get("lr_scale", 1.0)  # (checkpoints before Muon have no lr_scale)
             x0 = sample_batch(images, cfg.batch_size, data_generator).to(device)
             if cfg.channels_last:
                 x0 = x0.contiguous(memory_format=torch.channels_last)
@@ -753,6 +861,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--schedule", choices=SCHEDULES)
     g.add_argument("--batch-size", type=int)
     g.add_argument("--lr", type=float)
+    g.add_argument("--optimizer", choices=OPTIMIZERS)
+    g.add_argument("--muon-lr", type=float)
     g.add_argument("--warmup-steps", type=int)
     g.add_argument("--lr-decay", choices=LR_DECAYS)
     g.add_argument("--steps", type=int)

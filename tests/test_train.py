@@ -30,6 +30,8 @@ from ddpm_core.train import (
     load_pretrained,
     lr_at,
     main as train_main,
+    make_optimizer,
+    newton_schulz_orthogonalize,
     save_model,
     train,
     training_step,
@@ -85,6 +87,53 @@ def test_resume_is_bit_identical(tmp_path, images):
         assert set(rows[0]) == {"step", "loss", "lr", "images_per_s"}
     assert json.loads((tmp_path / "one" / "config.json").read_text()) == TINY.to_dict()
     assert [p.name for p in list_checkpoints(tmp_path / "one")] == ["step_0000003.pt", "step_0000006.pt"]
+
+
+def test_resume_with_muon_is_bit_identical(tmp_path, images):
+    """The same with optimizer="muon": its momentum and Adam moments are in the checkpoint."""
+    cfg = replace(TINY, optimizer="muon", muon_lr=0.01)
+    one = train(cfg, tmp_path / "one", progress=False, images=images)
+    train(replace(cfg, steps=3), tmp_path / "two", progress=False, images=images)
+    two = train(cfg, tmp_path / "two", progress=False, images=images)
+    a, b = checkpoint_tensors(one.checkpoint), checkpoint_tensors(two.checkpoint)
+    assert all(torch.equal(a[name], b[name]) for name in a)
+    first = checkpoint_tensors(list_checkpoints(tmp_path / "two")[0])
+    assert not all(torch.equal(first[n], b[n]) for n in b)
+    with pytest.raises(ValueError, match="optimizer"):  # an Adam run does not resume a Muon checkpoint
+        train(replace(cfg, optimizer="adam"), tmp_path / "two", progress=False, images=images)
+
+
+def test_newton_schulz_gives_the_orthogonal_factor_approximately():
+    """Singular values pushed into about [0.7, 1.2], singular vectors kept: close to U V^T."""
+    for shape in ((64, 144), (144, 64), (16, 36)):
+        G = torch.randn(*shape, generator=torch.Generator().manual_seed(0)) * 3.0
+        O = newton_schulz_orthogonalize(G)
+        U, _, Vh = torch.linalg.svd(G, full_matrices=False)
+        s = torch.linalg.svdvals(O)
+        assert O.shape == G.shape and O.dtype == torch.float32
+        assert 0.6 < float(s.min()) and float(s.max()) < 1.25, (shape, s.min(), s.max())
+        assert float((O - U @ Vh).norm() / (U @ Vh).norm()) < 0.3
+        # G's own singular values spread widely; O's do not:
+        sg = torch.linalg.svdvals(G)
+        assert float(sg.max() / sg.min()) > 3 and float(s.max() / s.min()) < 1.9
+
+
+def test_muon_groups_and_learning_rates(tmp_path, images):
+    """Matrices and filters take Muon steps, except conv_in and conv_out; both rates follow lr_at."""
+    cfg = replace(TINY, optimizer="muon", muon_lr=0.02, lr_decay="cosine")
+    model = UNet(cfg.model)
+    opt = make_optimizer(model, cfg)
+    muon, adam = opt.param_groups
+    names = {id(p): n for n, p in model.named_parameters()}
+    assert muon["use_muon"] and not adam["use_muon"]
+    assert all(p.dim() >= 2 for p in muon["params"])
+    assert {names[id(p)] for p in adam["params"] if p.dim() >= 2} == {"conv_in.weight", "conv_out.weight"}
+    assert len(muon["params"]) + len(adam["params"]) == len(list(model.parameters()))
+    assert isinstance(make_optimizer(model, TINY), torch.optim.Adam)
+    result = train(cfg, tmp_path, progress=False, images=images)
+    rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert rows[-1]["lr"] == lr_at(cfg.steps, cfg) and result.step == cfg.steps
+    assert math.isfinite(result.final_loss)
 
 
 def test_resume_refuses_a_different_configuration(tmp_path, images):
@@ -250,6 +299,7 @@ def test_lr_cosine_decay():
         ("sample_every", -1), ("data", "cifar"), ("amp", "fp8"), ("channels_last", 1),
         ("compile", "yes"), ("device", "mps"), ("model", {"base_channels": 8}),
         ("lr_decay", "step"), ("loss_weighting", "vlb"), ("min_snr_gamma", 0.0), ("min_snr_gamma", math.nan),
+        ("optimizer", "sgd"), ("muon_lr", 0.0), ("muon_lr", math.inf),
     ],
 )
 def test_config_rejects_bad_field(field, value):
