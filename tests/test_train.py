@@ -30,6 +30,7 @@ from ddpm_core.train import (
     load_pretrained,
     lr_at,
     main as train_main,
+    Muon,
     make_optimizer,
     newton_schulz_orthogonalize,
     save_model,
@@ -476,3 +477,19 @@ def test_gpu_check_script_refuses_to_run_without_a_gpu(tmp_path):
     script = Path(__file__).resolve().parent.parent / "benchmarks" / "gpu_check.py"
     done = subprocess.run([sys.executable, str(script), "--out", str(tmp_path / "x.json")], capture_output=True, text=True)
     assert done.returncode != 0 and "needs a CUDA GPU" in done.stderr
+
+
+def test_muon_adam_groups_step_like_torch_adam():
+    """Muon's groups with use_muon=False take the same steps as torch.optim.Adam."""
+    gen = torch.Generator().manual_seed(0)
+    start = torch.randn(5, generator=gen)
+    grads = [torch.randn(5, generator=gen) for _ in range(4)]
+    mine, ref = torch.nn.Parameter(start.clone()), torch.nn.Parameter(start.clone())
+    opt_mine = Muon([{"params": [mine], "use_muon": False, "lr": 1e-2}])
+    opt_ref = torch.optim.Adam([ref], lr=1e-2)
+    for g in grads:
+        mine.grad, ref.grad = g.clone(), g.clone()
+        opt_mine.step()
+        opt_ref.step()
+    assert not torch.equal(mine.detach(), start)
+    torch.testing.assert_close(mine.detach(), ref.detach(), rtol=1e-6, atol=1e-7)
