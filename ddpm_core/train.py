@@ -258,25 +258,25 @@ def newton_schulz_orthogonalize(G: torch.Tensor, steps: int = 5) -> torch.Tensor
     p(s) = a s + b s^3 + c s^5 to every singular value s and leaves U and V alone. The
     coefficients (a, b, c) = (3.4445, -4.7750, 2.0315) of Jordan et al.'s Muon push every
     s in (0, 1] towards 1 quickly, to roughly [0.7, 1.2] after five steps: close enough to
-    U V^T for an optimizer, at the cost of 15 matrix products. Computed in bfloat16.
+    U V^T for an optimizer, at the cost of 15 matrix products.
 
     Args:
-        G: a matrix, shape (m, n).
+        G: a matrix of shape (m, n), or a batch of them, (k, m, n), each treated alone.
         steps: iterations.
 
     Returns:
-        a float32 matrix of G's shape.
+        float32, G's shape.
     """
     a, b, c = 3.4445, -4.7750, 2.0315
-    X = G.to(torch.bfloat16)
-    X = X / (X.norm() + 1e-7)
-    transposed = X.shape[0] > X.shape[1]
+    X = G.to(torch.float32)
+    X = X / (torch.linalg.matrix_norm(X, keepdim=True) + 1e-7)  # Frobenius norm of each matrix
+    transposed = X.shape[-2] > X.shape[-1]
     if transposed:  # iterate on the wide orientation: A = X X^T is the smaller square
-        X = X.T
+        X = X.mT
     for _ in range(steps):
-        A = X @ X.T
+        A = X @ X.mT
         X = a * X + (b * A + c * A @ A) @ X
-    return (X.T if transposed else X).to(torch.float32)
+    return X.mT if transposed else X
 
 
 class Muon(torch.optim.Optimizer):
@@ -289,9 +289,10 @@ class Muon(torch.optim.Optimizer):
         W <- W - lr * sqrt(max(1, out / in)) * newton_schulz_orthogonalize(D).
 
     The step replaces D's singular values by about 1, so every direction of the update moves
-    the weight by a similar amount, however unequal the gradient's directions are. Groups
-    with ``use_muon=False`` (biases, normalisation gains, the first and last layers) take
-    plain Adam steps with ``betas`` and ``eps``.
+    the weight by a similar amount, however unequal the gradient's directions are. Matrices
+    of the same shape are orthogonalized together, as one batch (fewer, larger products).
+    Groups with ``use_muon=False`` (biases, normalisation gains, the first and last layers)
+    take plain Adam steps with ``betas`` and ``eps``.
     """
 
     def __init__(self, param_groups: list[dict], momentum: float = 0.95, betas: tuple[float, float] = (0.9, 0.999),
@@ -301,27 +302,41 @@ class Muon(torch.optim.Optimizer):
     @torch.no_grad()
     def step(self, closure: None = None) -> None:
         for group in self.param_groups:
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                state = self.state[p]
-                if group["use_muon"]:
-                    if not state:
-                        state["momentum"] = torch.zeros_like(p)
-                    m, mu = state["momentum"], group["momentum"]
-                    m.lerp_(p.grad, 1 - mu)
-                    d = p.grad.lerp(m, mu).reshape(p.shape[0], -1)  # (out, in * k * k)
-                    scale = max(1.0, d.shape[0] / d.shape[1]) ** 0.5
-                    p.add_(newton_schulz_orthogonalize(d).view_as(p), alpha=-group["lr"] * scale)
-                else:
-                    if not state:
-                        state["step"], state["m"], state["v"] = 0, torch.zeros_like(p), torch.zeros_like(p)
-                    (beta1, beta2), state["step"] = group["betas"], state["step"] + 1
-                    state["m"].lerp_(p.grad, 1 - beta1)
-                    state["v"].lerp_(p.grad.square(), 1 - beta2)
-                    m_hat = state["m"] / (1 - beta1 ** state["step"])
-                    v_hat = state["v"] / (1 - beta2 ** state["step"])
-                    p.addcdiv_(m_hat, v_hat.sqrt().add_(group["eps"]), value=-group["lr"])
+            params = [p for p in group["params"] if p.grad is not None]
+            if group["use_muon"]:
+                self._muon_step(group, params)
+            else:
+                self._adam_step(group, params)
+
+    def _muon_step(self, group: dict, params: list[torch.Tensor]) -> None:
+        mu, directions = group["momentum"], []
+        for p in params:
+            state = self.state[p]
+            if not state:
+                state["momentum"] = torch.zeros_like(p)
+            state["momentum"].lerp_(p.grad, 1 - mu)
+            directions.append(p.grad.lerp(state["momentum"], mu).reshape(p.shape[0], -1))  # D, (out, in * k * k)
+        by_shape: dict[torch.Size, list[int]] = {}
+        for i, d in enumerate(directions):
+            by_shape.setdefault(d.shape, []).append(i)
+        for (rows, cols), indices in by_shape.items():
+            orthogonal = newton_schulz_orthogonalize(torch.stack([directions[i] for i in indices]))
+            scale = max(1.0, rows / cols) ** 0.5
+            for i, o in zip(indices, orthogonal):
+                params[i].add_(o.view_as(params[i]), alpha=-group["lr"] * scale)
+
+    def _adam_step(self, group: dict, params: list[torch.Tensor]) -> None:
+        beta1, beta2 = group["betas"]
+        for p in params:
+            state = self.state[p]
+            if not state:
+                state["step"], state["m"], state["v"] = 0, torch.zeros_like(p), torch.zeros_like(p)
+            state["step"] += 1
+            state["m"].lerp_(p.grad, 1 - beta1)
+            state["v"].lerp_(p.grad.square(), 1 - beta2)
+            m_hat = state["m"] / (1 - beta1 ** state["step"])
+            v_hat = state["v"] / (1 - beta2 ** state["step"])
+            p.addcdiv_(m_hat, v_hat.sqrt().add_(group["eps"]), value=-group["lr"])
 
 
 def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:

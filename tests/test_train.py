@@ -493,3 +493,9 @@ def test_muon_adam_groups_step_like_torch_adam():
         opt_ref.step()
     assert not torch.equal(mine.detach(), start)
     torch.testing.assert_close(mine.detach(), ref.detach(), rtol=1e-6, atol=1e-7)
+
+
+def test_newton_schulz_on_a_batch_equals_one_matrix_at_a_time():
+    G = torch.randn(3, 32, 144, generator=torch.Generator().manual_seed(1))
+    batch = newton_schulz_orthogonalize(G)
+    torch.testing.assert_close(batch, torch.stack([newton_schulz_orthogonalize(g) for g in G]), rtol=1e-4, atol=1e-5)
