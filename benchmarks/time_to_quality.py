@@ -201,6 +201,9 @@ def main(argv: list[str] | None = None) -> dict:
                    help="what --minutes counts: this process's CPU time (default) or wall-clock time")
     p.add_argument("--calibration-steps", type=int, default=80,
                    help="steps of the longer of the two timed runs that turn minutes into steps (the shorter does a quarter)")
+    p.add_argument("--seconds-per-step", type=float,
+                   help="skip the calibration and turn minutes into steps with this (runs started together "
+                        "disturb each other's calibration); the table reports the CPU time each run really took")
     p.add_argument("--n", type=int, default=500, help="generated digits per evaluation")
     p.add_argument("--samplers", default="ddim50-eta1",
                    help="comma-separated DDIM samplers ddim<steps>-eta<eta>; the first one is the headline")
@@ -252,8 +255,9 @@ def main(argv: list[str] | None = None) -> dict:
         return score_shipped(args, argv, info, test_images, real_b, classifier, out)
 
     started = time.perf_counter()
-    per_step = seconds_per_step(args, train_images)
-    print(f"calibration: {per_step:.3f} s per step ({args.clock} clock, {args.threads} thread(s))", flush=True)
+    per_step = args.seconds_per_step or seconds_per_step(args, train_images)
+    source = "given" if args.seconds_per_step else "calibration"
+    print(f"{source}: {per_step:.3f} s per step ({args.clock} clock, {args.threads} thread(s))", flush=True)
     runs = []
     for minutes in budgets:
         steps = max(1, int(minutes * 60 / per_step))
@@ -302,7 +306,8 @@ def main(argv: list[str] | None = None) -> dict:
         train_config={**build_config(args, 1).to_dict(), "steps": "budget / calibrated seconds per step"},
         parameters=count_parameters(UNet(build_config(args, 1).model)),
         autocast_dtype=str(resolve_amp(build_config(args, 1), torch.device("cpu"))[0]),  # what amp resolved to here
-        calibration={"steps": args.calibration_steps, "seconds_per_step": per_step, "clock": args.clock},
+        calibration={"steps": None if args.seconds_per_step else args.calibration_steps, "seconds_per_step": per_step,
+                     "given": bool(args.seconds_per_step), "clock": args.clock},
         n_generated=args.n,
         reference="load_mnist_5k('test'): 500 held-out digits; floor's second set: "
                   f"{args.n} digits of load_mnist_5k('train') (randperm seed 0)",
