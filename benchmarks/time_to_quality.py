@@ -211,7 +211,7 @@ def main(argv: list[str] | None = None) -> dict:
                    help="comma-separated seeds of the sampling noise; several show how much FD moves with it")
     p.add_argument("--batch-size", type=int)
     p.add_argument("--lr", type=float)
-    p.add_argument("--optimizer", choices=("adam", "muon"), help="the recipe's is adam")
+    p.add_argument("--optimizer", choices=("adam", "muon"), help="the recipe's is muon")
     p.add_argument("--muon-lr", type=float, help="peak learning rate of the Muon parameters")
     p.add_argument("--warmup-steps", type=int)
     p.add_argument("--lr-decay", choices=("none", "cosine"))
