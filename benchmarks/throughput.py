@@ -11,7 +11,7 @@ Up to six training steps are compared, each at its own settings:
   at :class:`TrainConfig`'s default batch of 128.
 * ``ddpm_core@16``: the same at the source's batch of 16, for a like-for-like comparison.
 * ``quick``: the CPU recipe of ``python -m ddpm_core.train --quick`` (batch 64, its
-  base-16 network without dropout, Min-SNR weighting), in float32.
+  base-16 network without dropout or 8 x 8 attention, Min-SNR weighting, Muon), in float32.
 * ``quick+bf16`` and ``ddpm_core+bf16``: the same steps under ``torch.autocast`` to bf16, what
   ``amp="auto"`` picks on a CPU with AVX512-BF16 or AMX instructions. These rows are
   left out on a CPU without them (bf16 would only be emulated there).
@@ -41,7 +41,7 @@ from typing import Callable
 import torch
 
 from ddpm_core import source_code as src
-from ddpm_core.train import QUICK, TrainConfig, cpu_has_native_bf16, make_schedule, training_step
+from ddpm_core.train import QUICK, TrainConfig, cpu_has_native_bf16, make_optimizer, make_schedule, training_step
 from ddpm_core.unet import UNet, count_parameters
 
 from machine import machine, write_record  # benchmarks/machine.py: what the numbers were measured on
@@ -75,7 +75,7 @@ def ddpm_core_step(cfg: TrainConfig, amp_dtype: torch.dtype | None = None) -> tu
     """
     torch.manual_seed(0)
     model = UNet(cfg.model)
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    optimizer = make_optimizer(model, cfg)  # Adam, or Muon where cfg says so (the --quick recipe)
     schedule = make_schedule(cfg)
     x0 = torch.rand(cfg.batch_size, 1, 32, 32) * 2 - 1
 
@@ -101,7 +101,7 @@ def main(argv: list[str] | None = None) -> dict:
         "source": (*source_step(16), 16, "SimpleUnet, L1, T=300, Adam lr 1e-3"),
         "ddpm_core": (*ddpm_core_step(default), default.batch_size, "UNet(UNetConfig()), L_simple, T=1000"),
         "ddpm_core@16": (*ddpm_core_step(replace(default, batch_size=16)), 16, "the same, at the source's batch size"),
-        "quick": (*ddpm_core_step(quick), quick.batch_size, "the --quick recipe (no dropout, Min-SNR), float32"),
+        "quick": (*ddpm_core_step(quick), quick.batch_size, "the --quick recipe (Muon, no dropout, Min-SNR), float32"),
     }
     if cpu_has_native_bf16():  # bf16 rows only where the CPU computes in bf16 natively (else emulated, slow)
         rows["quick+bf16"] = (*ddpm_core_step(quick, torch.bfloat16), quick.batch_size, "the same, autocast to bf16")
