@@ -852,7 +852,7 @@ def export_checkpoint(checkpoint: str | Path, path: str | Path, metadata: dict |
 # ----------------------------------------------------------------------------- command line
 
 # The CPU preset of ``--quick``: what trained the model in ddpm_core/assets.
-QUICK = dict(steps=9000, batch_size=64, lr=2e-3, optimizer="muon", muon_lr=0.005, warmup_steps=100,
+QUICK = dict(steps=6000, batch_size=128, lr=3e-3, optimizer="muon", muon_lr=0.01, warmup_steps=100,
              lr_decay="cosine", ema_decay=0.999, loss_weighting="min_snr", min_snr_gamma=5.0, checkpoint_every=500,
              log_every=100, sample_every=0, device="cpu",
              model=UNetConfig(base_channels=16, dropout=0.0, attention_resolutions=()))
