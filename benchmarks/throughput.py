@@ -10,11 +10,13 @@ Up to six training steps are compared, each at its own settings:
   :func:`ddpm_core.train.training_step` (L_simple, T = 1000, Adam, gradient clipping at 1),
   at :class:`TrainConfig`'s default batch of 128.
 * ``ddpm_core@16``: the same at the source's batch of 16, for a like-for-like comparison.
-* ``quick``: the CPU recipe of ``python -m ddpm_core.train --quick`` (batch 64, its
+* ``quick``: the CPU recipe of ``python -m ddpm_core.train --quick`` (batch 128, its
   base-16 network without dropout or 8 x 8 attention, Min-SNR weighting, Muon), in float32.
 * ``quick+bf16`` and ``ddpm_core+bf16``: the same steps under ``torch.autocast`` to bf16, what
-  ``amp="auto"`` picks on a CPU with AVX512-BF16 or AMX instructions. These rows are
-  left out on a CPU without them (bf16 would only be emulated there).
+  ``amp="auto"`` picks on a CPU with AVX512-BF16 or AMX instructions; ``quick+bf16@64``, the
+  recipe's bf16 step at batch 64 (its batch until version 5), shows what the larger batch
+  gains per image. These rows are left out on a CPU without them (bf16 would only be
+  emulated there).
 
 The rows are timed in interleaved rounds (a few steps of each, in turn, round after round),
 so that a change in the machine's load during the run hits every row alike. Warm-up steps
@@ -105,6 +107,8 @@ def main(argv: list[str] | None = None) -> dict:
     }
     if cpu_has_native_bf16():  # bf16 rows only where the CPU computes in bf16 natively (else emulated, slow)
         rows["quick+bf16"] = (*ddpm_core_step(quick, torch.bfloat16), quick.batch_size, "the same, autocast to bf16")
+        rows["quick+bf16@64"] = (*ddpm_core_step(replace(quick, batch_size=64), torch.bfloat16), 64,
+                                 "the same at batch 64 (recipe version 4's batch)")
         rows["ddpm_core+bf16"] = (*ddpm_core_step(default, torch.bfloat16), default.batch_size,
                                   "UNet(UNetConfig()), L_simple, T=1000, autocast to bf16")
     for step, *_ in rows.values():
