@@ -1,6 +1,6 @@
 """Training throughput (images per second) on this machine's CPU: ddpm_core's U-Net vs the source's.
 
-Up to six training steps are compared, each at its own settings:
+Up to seven training steps are compared, each at its own settings:
 
 * ``source``: the source's ``SimpleUnet`` (62M parameters) with its own training step
   (:func:`ddpm_core.source_code.get_loss`: L1 loss, T = 300, Adam at lr 1e-3), batch 16.

@@ -201,7 +201,7 @@ def main(argv: list[str] | None = None) -> dict:
                    help="what --minutes counts: this process's CPU time (default) or wall-clock time")
     p.add_argument("--calibration-steps", type=int, default=400,
                    help="steps of the longer of the two timed runs that turn minutes into steps (the shorter does a "
-                        "quarter); the first few dozen steps of a run are slower, so too few overestimate the cost")
+                        "quarter); more steps average over more of the machine's changes of speed")
     p.add_argument("--seconds-per-step", type=float,
                    help="skip the calibration and turn minutes into steps with this (runs started together "
                         "disturb each other's calibration); the table reports the CPU time each run really took")
