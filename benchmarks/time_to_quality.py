@@ -17,7 +17,9 @@ an idle machine. With two threads CPU time counts both, so for the two-core targ
 after each run is recorded to show it was).
 
 The EMA weights of each run generate ``--n`` digits with every DDIM sampler of ``--samplers``
-(``ddim<steps>-eta<eta>``; x0 clipped to [-1, 1]) and
+(``ddim<steps>-eta<eta>``; x0 clipped to [-1, 1]; with ``-ag<w>`` added, autoguided with weight w
+by the EMA weights of the run's first checkpoint, written after an eighth of its steps:
+:class:`ddpm_core.guidance.Autoguided`) and
 :func:`ddpm_core.evaluation.quality_with_controls` scores them:
 
 * ``fd``: Frechet distance, in the shipped classifier's feature space, between the
@@ -53,8 +55,11 @@ import torch
 from ddpm_core.data import load_mnist_5k
 from ddpm_core.ddim import ddim_sample_loop
 from ddpm_core.evaluation import load_classifier, quality_with_controls
+from ddpm_core.guidance import Autoguided
 from ddpm_core.plotting import image_grid, png_bytes
-from ddpm_core.train import PRETRAINED, QUICK, TrainConfig, load_pretrained, make_schedule, resolve_amp, train
+from ddpm_core.sample import load_weights
+from ddpm_core.train import (PRETRAINED, PRETRAINED_GUIDE, QUICK, TrainConfig, checkpoint_path, load_pretrained,
+                             make_schedule, resolve_amp, train)
 from ddpm_core.unet import UNet, UNetConfig, count_parameters
 
 from machine import machine, write_record  # benchmarks/machine.py: what the numbers were measured on
@@ -77,17 +82,27 @@ def build_config(args: argparse.Namespace, steps: int) -> TrainConfig:
     for name in ("patch_size", "base_channels", "num_res_blocks", "channel_mults", "attention_resolutions", "dropout"):
         if getattr(args, name) is not None:
             model[name] = getattr(args, name)
-    return TrainConfig(**values, steps=steps, checkpoint_every=0, log_every=max(1, steps // 20),
-                       model=UNetConfig.from_dict(model))
+    # The first checkpoint, at an eighth of the run, is the guide of the autoguided samplers.
+    return TrainConfig(**values, steps=steps, checkpoint_every=max(1, steps // GUIDE_EVERY),
+                       log_every=max(1, steps // 20), model=UNetConfig.from_dict(model))
 
 
-def parse_sampler(text: str) -> tuple[int, float]:
-    """'ddim50-eta1' -> (50, 1.0): DDIM steps and eta."""
+GUIDE_EVERY = 8  # a run of N steps writes a checkpoint every N // 8 steps; the first is the guide
+
+
+def parse_sampler(text: str) -> tuple[int, float, float]:
+    """'ddim50-eta1' -> (50, 1.0, 1.0): DDIM steps, eta, guidance weight; 'ddim50-eta1-ag2' -> (50, 1.0, 2.0)."""
     try:
-        steps, eta = text.removeprefix("ddim").split("-eta")
-        return int(steps), float(eta)
+        ddim, _, weight = text.partition("-ag")
+        steps, eta = ddim.removeprefix("ddim").split("-eta")
+        steps, eta, weight = int(steps), float(eta), float(weight or 1)
+        if weight < 1:
+            raise ValueError
+        return steps, eta, weight
     except ValueError:
-        raise argparse.ArgumentTypeError(f"a sampler is written ddim<steps>-eta<eta>, e.g. ddim50-eta1; got {text!r}") from None
+        raise argparse.ArgumentTypeError(f"a sampler is written ddim<steps>-eta<eta>, e.g. ddim50-eta1, or with "
+                                         f"autoguidance of weight >= 1 ddim<steps>-eta<eta>-ag<weight>, e.g. "
+                                         f"ddim50-eta1-ag2; got {text!r}") from None
 
 
 @torch.no_grad()
@@ -119,7 +134,8 @@ def seconds_per_step(args: argparse.Namespace, images: torch.Tensor) -> float:
     change its length on resume; the cost of a step does not depend on it.)
     """
     short, long = max(1, args.calibration_steps // 4), args.calibration_steps
-    cfg = dataclasses.replace(build_config(args, 1), lr_decay="none")
+    # Only the last step writes a checkpoint here; the eight of a real run are counted in its own time.
+    cfg = dataclasses.replace(build_config(args, 1), lr_decay="none", checkpoint_every=0)
     elapsed = {}
     for n in (short, long):
         scratch = Path(tempfile.mkdtemp(prefix="ttq_calibration_"))
@@ -148,19 +164,22 @@ def score(samples: torch.Tensor, test_images: torch.Tensor, real_b: torch.Tensor
 
 
 def score_samplers(model: torch.nn.Module, cfg: TrainConfig, args: argparse.Namespace, test_images: torch.Tensor,
-                   real_b: torch.Tensor, classifier: torch.nn.Module, grid_stem: Path) -> list[dict]:
+                   real_b: torch.Tensor, classifier: torch.nn.Module, grid_stem: Path,
+                   guide: torch.nn.Module) -> list[dict]:
     """Every sampler of ``--samplers`` and seed of ``--sample-seeds`` on the same model.
 
-    A grid of 64 digits is written for each sampler's first seed.
+    The autoguided samplers (``-ag<weight>``) steer ``model`` away from ``guide``. A grid of 64
+    digits is written for each sampler's first seed.
     """
     rows = []
     seeds = _ints(args.sample_seeds)
     for name in args.samplers.split(","):
-        ddim_steps, eta = parse_sampler(name)
+        ddim_steps, eta, weight = parse_sampler(name)
+        sampler_model = Autoguided(model, guide, weight) if weight > 1 else model
         for seed in seeds:
             t0, cpu0 = time.perf_counter(), time.process_time()
-            samples = generate(model, cfg, args.n, ddim_steps, eta, seed=seed)
-            row = {"sampler": name, "ddim_steps": ddim_steps, "eta": eta, "sample_seed": seed,
+            samples = generate(sampler_model, cfg, args.n, ddim_steps, eta, seed=seed)
+            row = {"sampler": name, "ddim_steps": ddim_steps, "eta": eta, "guidance_weight": weight, "sample_seed": seed,
                    "sampling_wall_s": round(time.perf_counter() - t0, 1),
                    "sampling_cpu_s": round(time.process_time() - cpu0, 1),
                    **score(samples, test_images, real_b, classifier)}
@@ -179,14 +198,16 @@ def score_shipped(args: argparse.Namespace, argv: list[str] | None, info: dict, 
                   real_b: torch.Tensor, classifier: torch.nn.Module, out: Path) -> dict:
     """The same measurement for the EMA weights shipped in ddpm_core/assets (no training)."""
     model, _ = load_pretrained()
+    guide, _ = load_pretrained(PRETRAINED_GUIDE)
     card = json.loads(PRETRAINED.with_suffix(".json").read_text())
     cfg = TrainConfig.from_dict(card["train_config"])
     print(f"The shipped model ({card.get('steps')} steps: {card.get('command')}), {args.n} samples (EMA weights) "
           f"vs the 500 held-out test digits")
-    rows = score_samplers(model, cfg, args, test_images, real_b, classifier, out.with_name(out.stem))
+    rows = score_samplers(model, cfg, args, test_images, real_b, classifier, out.with_name(out.stem), guide)
     return write_record(
         out, "time_to_quality.py", "time_to_quality (shipped model)", argv, info,
         weights=str(PRETRAINED.relative_to(PRETRAINED.parents[2])),
+        guide=str(PRETRAINED_GUIDE.relative_to(PRETRAINED.parents[2])),
         weights_card={k: card.get(k) for k in ("steps", "command", "wall_time_s", "machine", "date")},
         n_generated=args.n,
         samplers=rows,
@@ -207,7 +228,8 @@ def main(argv: list[str] | None = None) -> dict:
                         "disturb each other's calibration); the table reports the CPU time each run really took")
     p.add_argument("--n", type=int, default=500, help="generated digits per evaluation")
     p.add_argument("--samplers", default="ddim50-eta1",
-                   help="comma-separated DDIM samplers ddim<steps>-eta<eta>; the first one is the headline")
+                   help="comma-separated DDIM samplers ddim<steps>-eta<eta>, or ddim<steps>-eta<eta>-ag<w> for "
+                        "autoguidance of weight w by the run's first checkpoint; the first one is the headline")
     p.add_argument("--sample-seeds", default="1",
                    help="comma-separated seeds of the sampling noise; several show how much FD moves with it")
     p.add_argument("--batch-size", type=int)
@@ -271,6 +293,7 @@ def main(argv: list[str] | None = None) -> dict:
             result = train(cfg, run_dir, progress=False, images=train_images)
             trained_s, train_cpu_s = clock_now(args.clock) - start, time.process_time() - cpu0
             load_after = os.getloadavg()[0]
+            guide, _ = load_weights(checkpoint_path(run_dir, cfg.checkpoint_every))  # EMA weights of the first checkpoint
         finally:
             shutil.rmtree(run_dir, ignore_errors=True)
         print(f"  {minutes:g} min budget: {steps} steps in {trained_s / 60:.2f} min ({args.clock} clock)", flush=True)
@@ -281,11 +304,12 @@ def main(argv: list[str] | None = None) -> dict:
             "training_wall_s": round(result.wall_time_s, 1),
             "training_cpu_s": round(train_cpu_s, 1),
             "steps": result.step,
+            "guide_step": cfg.checkpoint_every,
             "images_seen": result.step * cfg.batch_size,
             "loss_last_window": result.final_loss,
             "load_average_1_min_before_after": [round(load_before, 2), round(load_after, 2)],
             "samplers": score_samplers(result.ema_model, cfg, args, test_images, real_b, classifier,
-                                       out.with_name(f"{out.stem}_{minutes:g}min")),
+                                       out.with_name(f"{out.stem}_{minutes:g}min"), guide),
         })
 
     clock_name = "CPU" if args.clock == "cpu" else "wall-clock"

@@ -2,27 +2,35 @@
 
     python -m ddpm_core.sample --n 64 --sampler ddim --num-steps 50 --eta 1 --seed 0 --out grid.png
     python -m ddpm_core.sample --weights runs/mnist --sampler ddpm --out grid.png
+    python -m ddpm_core.sample --guidance 2 --out guided.png     # autoguidance, the shipped guide
 
 ``--weights`` is a ``.safetensors`` file written by :func:`ddpm_core.train.save_model`, a
 run folder (its newest checkpoint's EMA weights), or a checkpoint ``.pt`` file; without it
 the model shipped in ``ddpm_core/assets`` is used. DDPM (Algorithm 2) always makes T model
 calls; DDIM makes ``--num-steps``.
+
+``--guidance w`` (> 1) samples with :class:`ddpm_core.guidance.Autoguided`: the model steered away
+from ``--guide``, a weaker network of the same run (by default, with the shipped model, the guide
+shipped with it). It doubles the model calls.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 from pathlib import Path
 
 import torch
 
 from .ddim import ddim_sample_loop
+from .guidance import Autoguided
 from .reverse import VARIANCES, p_sample_loop
 from .schedules import NoiseSchedule
 from .train import (
     EMA,
     PRETRAINED,
+    PRETRAINED_GUIDE,
     TrainConfig,
     list_checkpoints,
     load_checkpoint,
@@ -76,6 +84,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--eta", type=float, default=1.0,
                    help="DDIM noise level: 1 (default) adds as much noise per step as Algorithm 2, which gives "
                         "the shipped CPU-trained model clearly better digits (benchmarks/README.md); 0 is deterministic")
+    p.add_argument("--guidance", type=float, default=1.0,
+                   help="autoguidance weight w >= 1 (default 1: none): eps_guide + w (eps_model - eps_guide)")
+    p.add_argument("--guide", help="the guide's weights, in the forms --weights accepts (default with the shipped "
+                                   "model: the guide shipped with it, its run's first checkpoint)")
     p.add_argument("--variance", choices=VARIANCES, default="beta", help="DDPM variance sigma_t^2")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--nrow", type=int, default=8, help="images per row of the grid")
@@ -94,8 +106,17 @@ def main(argv: list[str] | None = None) -> torch.Tensor:
         raise ValueError(f"--n must be >= 1, got {args.n}")
     if args.threads is not None:
         torch.set_num_threads(args.threads)
+    if not (math.isfinite(args.guidance) and args.guidance >= 1):
+        raise ValueError(f"--guidance must be a finite number >= 1 (1: no guidance), got {args.guidance}")
     model, schedule = load_weights(args.weights, device=args.device)
     cfg = model.config
+    if args.guidance > 1:
+        if args.guide is None and args.weights is not None:
+            raise ValueError("--guide is needed with --weights and --guidance > 1: the guide must come from the same run")
+        guide, guide_schedule = load_weights(args.guide or PRETRAINED_GUIDE, device=args.device)
+        if not torch.equal(guide_schedule.betas, schedule.betas):
+            raise ValueError("--guide was trained with another noise schedule than --weights; use a checkpoint of the same run")
+        model = Autoguided(model, guide, args.guidance)
     shape = (args.n, cfg.image_channels, cfg.image_size, cfg.image_size)
     generator = torch.Generator(device=args.device).manual_seed(args.seed)
     if args.sampler == "ddpm":

@@ -57,6 +57,7 @@ AMP_MODES = ("auto", "off", "fp16", "bf16")
 DEVICES = ("auto", "cpu", "cuda")
 ASSETS = Path(__file__).parent / "assets"
 PRETRAINED = ASSETS / "mnist_ddpm.safetensors"
+PRETRAINED_GUIDE = ASSETS / "mnist_ddpm_guide.safetensors"  # its run's first checkpoint (ddpm_core.guidance)
 
 
 class NonFiniteLossError(RuntimeError):
@@ -871,6 +872,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--threads", type=int, help="torch.set_num_threads (CPU)")
     p.add_argument("--export", help="at the end, write the EMA weights to this .safetensors file")
+    p.add_argument("--export-guide",
+                   help="also write the EMA weights of the run's first checkpoint to this .safetensors file: "
+                        "a weaker model of the same run, to guide sampling with (ddpm_core.guidance)")
     p.add_argument("--export-dtype", choices=("float32", "float16"), default="float32")
     g = p.add_argument_group("training (TrainConfig)")
     g.add_argument("--T", type=int)
@@ -930,7 +934,8 @@ def main(argv: list[str] | None = None) -> TrainResult:
     cfg = config_from_args(args)
     result = train(cfg, args.run_dir, resume=not args.no_resume, progress=not args.no_progress)
     print(f"step {result.step}: loss {result.final_loss:.4f}, {result.wall_time_s:.0f} s, checkpoint {result.checkpoint}")
-    if args.export:
+    metadata = {}
+    if args.export or args.export_guide:
         command = "python -m ddpm_core.train " + " ".join(sys.argv[1:] if argv is None else argv)
         metadata = {
             "command": command,
@@ -943,9 +948,16 @@ def main(argv: list[str] | None = None) -> TrainResult:
             "autocast": str(resolve_amp(cfg, resolve_device(cfg))[0] or "off (float32)").removeprefix("torch."),
             "torch": torch.__version__,
         }
-        export_checkpoint(result.checkpoint, args.export, metadata,
-                          dtype=torch.float16 if args.export_dtype == "float16" else torch.float32)
+    dtype = torch.float16 if args.export_dtype == "float16" else torch.float32
+    if args.export:
+        export_checkpoint(result.checkpoint, args.export, metadata, dtype=dtype)
         print(f"EMA weights written to {args.export}")
+    if args.export_guide:
+        first = list_checkpoints(args.run_dir)[0]
+        about_run = {k: v for k, v in metadata.items() if k not in ("wall_time_s", "final_loss")}  # the whole run's
+        about_run["role"] = "autoguidance guide: the EMA weights of the run's first checkpoint"
+        export_checkpoint(first, args.export_guide, about_run, dtype=dtype)
+        print(f"EMA weights of {first.name} (the guide) written to {args.export_guide}")
     return result
 
 
