@@ -2,7 +2,7 @@
 
     python -m ddpm_core.sample --n 64 --sampler ddim --num-steps 50 --eta 1 --seed 0 --out grid.png
     python -m ddpm_core.sample --weights runs/mnist --sampler ddpm --out grid.png
-    python -m ddpm_core.sample --guidance 2 --out guided.png     # autoguidance, the shipped guide
+    python -m ddpm_core.sample --guidance 1.5 --out guided.png     # autoguidance, the shipped guide
 
 ``--weights`` is a ``.safetensors`` file written by :func:`ddpm_core.train.save_model`, a
 run folder (its newest checkpoint's EMA weights), or a checkpoint ``.pt`` file; without it

@@ -20,6 +20,7 @@ from ddpm_core.train import (
     EMA,
     NonFiniteLossError,
     PRETRAINED,
+    PRETRAINED_GUIDE,
     QUICK,
     TrainConfig,
     build_parser,
@@ -372,6 +373,13 @@ def test_shipped_model_loads_and_is_documented():
     # The shipped weights come from the current --quick preset, as the card's command says.
     assert "--quick" in info["command"]
     assert TrainConfig.from_dict(info["train_config"]) == config_from_args(build_parser().parse_args(["--run-dir", "x", "--quick"]))
+    # Its guide (autoguidance) is an earlier checkpoint of the same run, written by the same command.
+    guide, guide_schedule = load_pretrained(PRETRAINED_GUIDE)
+    guide_info = json.loads(PRETRAINED_GUIDE.with_suffix(".json").read_text())
+    assert guide_info["train_config"] == info["train_config"] and guide_info["command"] == info["command"]
+    assert "--export-guide" in info["command"] and 0 < guide_info["steps"] < info["steps"]
+    assert guide_info["steps"] == info["train_config"]["checkpoint_every"]  # the run's first checkpoint
+    assert torch.equal(guide_schedule.betas, schedule.betas)
 
 
 # ----------------------------------------------------------------------------- command lines
@@ -395,15 +403,19 @@ def test_train_and_sample_command_lines(tmp_path, monkeypatch):
 
     small = torch.rand(12, 1, 32, 32, generator=torch.Generator().manual_seed(0)) * 2 - 1
     monkeypatch.setattr(train_module, "load_training_images", lambda cfg: small)  # no dataset read
-    weights = tmp_path / "w.safetensors"
+    weights, guide = tmp_path / "w.safetensors", tmp_path / "guide.safetensors"
     result = train_main([
         "--run-dir", str(tmp_path / "run"), "--T", "20", "--steps", "2", "--batch-size", "2", "--device", "cpu",
         "--patch-size", "1", "--base-channels", "8", "--channel-mults", "1,2", "--attention-resolutions", "",
         "--num-groups", "4", "--no-progress", "--export", str(weights), "--export-dtype", "float16",
+        "--checkpoint-every", "1", "--export-guide", str(guide),
     ])
     assert result.step == 2 and weights.exists()
     info = json.loads(weights.with_suffix(".json").read_text())
     assert info["steps"] == 2 and info["command"].startswith("python -m ddpm_core.train --run-dir")
+    guide_info = json.loads(guide.with_suffix(".json").read_text())  # the first checkpoint's EMA weights
+    assert guide_info["steps"] == 1 and "guide" in guide_info["role"] and guide_info["command"] == info["command"]
+    assert "wall_time_s" not in guide_info  # that is the whole run's, not the guide's
     assert info["autocast"] == ("bfloat16" if train_module.cpu_has_native_bf16() else "off (float32)")  # what amp="auto" ran
     for source in (weights, tmp_path / "run", list_checkpoints(tmp_path / "run")[-1]):
         for sampler in ("ddpm", "ddim"):
@@ -413,6 +425,15 @@ def test_train_and_sample_command_lines(tmp_path, monkeypatch):
             assert images.shape == (3, 1, 32, 32) and out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     with pytest.raises(ValueError, match="weights"):
         sample_main(["--weights", str(tmp_path / "nothing.bin"), "--out", str(tmp_path / "x.png")])
+    # Autoguidance: the same noise gives other images with --guidance 2; --guidance 1 is the model alone.
+    common = ["--weights", str(weights), "--n", "3", "--num-steps", "4", "--out", str(tmp_path / "g.png")]
+    alone = sample_main(common)
+    assert torch.equal(sample_main(common + ["--guide", str(guide), "--guidance", "1"]), alone)
+    assert not torch.equal(sample_main(common + ["--guide", str(guide), "--guidance", "2"]), alone)
+    with pytest.raises(ValueError, match="--guide is needed"):
+        sample_main(common + ["--guidance", "2"])
+    with pytest.raises(ValueError, match="--guidance must be a finite number >= 1"):
+        sample_main(common + ["--guide", str(guide), "--guidance", "0.5"])
 
 
 @pytest.mark.parametrize("capability, expected", [((7, 5), (torch.float16, True)), ((8, 0), (torch.bfloat16, False))])
