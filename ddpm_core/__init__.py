@@ -23,6 +23,7 @@ from .reverse import PMeanVariance, p_mean_variance, p_sample, p_sample_loop
 from .schedules import NoiseSchedule, cosine_beta_schedule, extract, linear_beta_schedule
 from .unet import UNet, UNetConfig, count_parameters, sinusoidal_embedding
 from .ddim import ddim_sample_loop, ddim_timesteps
+from .guidance import Autoguided
 
 __version__ = "0.1.0"
 
@@ -56,6 +57,7 @@ __all__ = [
     "sinusoidal_embedding",
     "ddim_sample_loop",
     "ddim_timesteps",
+    "Autoguided",
     "EMA",
     "NonFiniteLossError",
     "TrainConfig",

@@ -8,8 +8,9 @@ the strong one, eq. {eq}`eq-autoguidance`,
 
 moves each step further in the direction in which training improved the model, and so removes
 part of the error the strong model still has. ``w = 1`` is the model alone; ``w > 1``
-extrapolates. Both networks are unconditional and learned the same distribution, so unlike
-classifier-free guidance this does not trade the variety of the samples for their quality.
+extrapolates. Both networks are unconditional and learned the same distribution; Karras et al.
+found that, unlike classifier-free guidance, this does not trade the variety of the samples for
+their quality.
 
 The combination has weights w and 1 - w, which sum to 1. x0_hat and the posterior mean are
 affine in eps_hat with coefficients that do not depend on the network, so the same weights
