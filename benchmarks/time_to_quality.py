@@ -71,6 +71,9 @@ def _ints(text: str) -> tuple[int, ...]:
     return tuple(int(v) for v in text.split(",") if v.strip())
 
 
+GUIDE_EVERY = 8  # a run of N steps writes a checkpoint every N // 8 steps; the first is the guide
+
+
 def build_config(args: argparse.Namespace, steps: int) -> TrainConfig:
     """ddpm_core.train.QUICK (the CPU recipe) with ``steps`` steps, then every flag given."""
     values = {k: v for k, v in QUICK.items() if k not in ("steps", "checkpoint_every", "log_every", "model")}
@@ -85,9 +88,6 @@ def build_config(args: argparse.Namespace, steps: int) -> TrainConfig:
     # The first checkpoint, at an eighth of the run, is the guide of the autoguided samplers.
     return TrainConfig(**values, steps=steps, checkpoint_every=max(1, steps // GUIDE_EVERY),
                        log_every=max(1, steps // 20), model=UNetConfig.from_dict(model))
-
-
-GUIDE_EVERY = 8  # a run of N steps writes a checkpoint every N // 8 steps; the first is the guide
 
 
 def parse_sampler(text: str) -> tuple[int, float, float]:
