@@ -256,7 +256,10 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--out", default=str(RESULTS / "time_to_quality.json"))
     args = p.parse_args(argv)
     for name in args.samplers.split(","):
-        parse_sampler(name)  # refuse a malformed sampler before training for minutes
+        try:
+            parse_sampler(name)  # refuse a malformed sampler before training for minutes
+        except argparse.ArgumentTypeError as err:
+            p.error(f"--samplers: {err}")
     if args.calibration_steps < 4:
         p.error(f"--calibration-steps must be at least 4, got {args.calibration_steps}")
     if not _ints(args.sample_seeds):
