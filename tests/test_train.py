@@ -323,6 +323,48 @@ def test_fp16_on_a_cpu_is_refused(tmp_path, images):
         train(replace(TINY, amp="fp16"), tmp_path, progress=False, images=images)
 
 
+# A T4 trains with fp16 autocast and a gradient scaler. torch runs both on a CPU too, so the
+# code path a T4 takes is checked here by making resolve_amp answer as it does on a T4.
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "muon"])
+def test_fp16_with_a_scaler_resumes_bit_identically(tmp_path, images, monkeypatch, optimizer):
+    import ddpm_core.train as train_module
+
+    monkeypatch.setattr(train_module, "resolve_amp", lambda cfg, device: (torch.float16, True))
+    cfg = replace(TINY, optimizer=optimizer, muon_lr=0.01, channels_last=True)
+    one = train(cfg, tmp_path / "one", progress=False, images=images)
+    train(replace(cfg, steps=3), tmp_path / "two", progress=False, images=images)
+    two = train(cfg, tmp_path / "two", progress=False, images=images)
+    a, b = checkpoint_tensors(one.checkpoint), checkpoint_tensors(two.checkpoint)
+    assert all(torch.equal(a[name], b[name]) for name in a)
+    first = checkpoint_tensors(list_checkpoints(tmp_path / "two")[0])
+    assert not all(torch.equal(first[n], b[n]) for n in b)
+    # The scaler's state travels with the checkpoint: 6 clean steps counted towards its next growth,
+    # 3 of them before the resumption.
+    scalers = [load_checkpoint(run.checkpoint)["scaler"] for run in (one, two)]
+    assert scalers[0] == scalers[1]
+    assert scalers[0]["scale"] == 2.0**16 and scalers[0]["_growth_tracker"] == 6
+
+
+def test_fp16_overflow_skips_the_step_and_lowers_the_scale(images):
+    """With a scaler an infinite gradient is not an error: the step is skipped and the scale halved."""
+    torch.manual_seed(0)
+    model = UNet(TINY_NET)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    schedule = NoiseSchedule.linear(50)
+    scaler = torch.amp.GradScaler("cpu", init_scale=2.0**127)  # loss * scale is finite, its gradient is not
+    loss = training_step(model, schedule, optimizer, images[:4], scaler=scaler, amp_dtype=torch.float16)
+    assert math.isfinite(loss)
+    assert scaler.get_scale() == 2.0**126
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    scaler = torch.amp.GradScaler("cpu", init_scale=2.0**10)  # a scale that fits: the step is taken
+    training_step(model, schedule, optimizer, images[:4], scaler=scaler, amp_dtype=torch.float16)
+    assert scaler.get_scale() == 2.0**10
+    assert not all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
 def test_images_of_the_wrong_shape_are_refused(tmp_path):
     with pytest.raises(ValueError, match="images"):
         train(TINY, tmp_path, progress=False, images=torch.zeros(4, 1, 28, 28))
