@@ -1,11 +1,15 @@
-"""What one generated digit costs on this machine's CPU: the full DDPM chain vs 100-step DDIM.
+"""What one generated digit costs on this machine's CPU: the full DDPM chain vs DDIM, with and without guidance.
 
-ddpm_core's default :class:`~ddpm_core.unet.UNet` (``UNetConfig()``, about 1.1M parameters)
-generates 32 x 32 digits with
+A :class:`~ddpm_core.unet.UNet` (``--network default``: ``UNetConfig()``, the full run's network,
+about 1.1M parameters; ``--network recipe``: the CPU recipe's, ``ddpm_core.train.QUICK``, the
+network of the shipped model) generates 32 x 32 digits with
 
 * ``ddpm``: Algorithm 2, :func:`ddpm_core.reverse.p_sample_loop`, T = 1000 network calls;
 * ``ddim``: :func:`ddpm_core.ddim.ddim_sample_loop` with 100 steps (eta = 0, x0 clipped),
-  100 network calls,
+  100 network calls;
+* ``ddim50-eta1-ag1.5``: the sampler of the time-to-quality headline, 50-step DDIM with eta = 1
+  through :class:`ddpm_core.guidance.Autoguided` (weight 1.5, a second network of the same
+  shape as the guide), 2 x 50 network calls,
 
 each at batch 1 and batch 64. The cost of a network call does not depend on the weights, so
 an untrained network (seed 0) is timed; every chain runs in full (no extrapolation).
@@ -15,7 +19,8 @@ with other jobs the wall clock mostly measures the other jobs, while with one to
 CPU time is what the wall clock would show on an idle machine.
 Prints a Markdown table and writes ``benchmarks/results/sampling_cost.json``.
 
-    .venv/bin/python benchmarks/sampling_cost.py              # 1 thread (the recorded run)
+    .venv/bin/python benchmarks/sampling_cost.py --threads 2 --network default --out benchmarks/results/sampling_cost.json
+    .venv/bin/python benchmarks/sampling_cost.py --threads 2 --network recipe --out benchmarks/results/sampling_cost_recipe.json
 """
 
 from __future__ import annotations
@@ -28,13 +33,16 @@ from pathlib import Path
 import torch
 
 from ddpm_core.ddim import ddim_sample_loop
+from ddpm_core.guidance import Autoguided
 from ddpm_core.reverse import p_sample_loop
 from ddpm_core.schedules import NoiseSchedule
+from ddpm_core.train import QUICK
 from ddpm_core.unet import UNet, UNetConfig, count_parameters
 
 from machine import machine, write_record  # benchmarks/machine.py: what the numbers were measured on
 
 RESULTS = Path(__file__).resolve().parent / "results"
+NETWORKS = {"default": UNetConfig(), "recipe": QUICK["model"]}
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -42,18 +50,22 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--threads", type=int, default=1, help="torch.set_num_threads (default 1)")
     p.add_argument("--batches", default="1,64", help="comma-separated batch sizes")
     p.add_argument("--ddim-steps", type=int, default=100)
+    p.add_argument("--network", choices=tuple(NETWORKS), default="default",
+                   help="default: UNetConfig(), the full run's; recipe: the CPU recipe's (the shipped model's)")
     p.add_argument("--out", default=str(RESULTS / "sampling_cost.json"))
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     info = machine()
     torch.manual_seed(0)
-    config = UNetConfig()
-    model = UNet(config).eval()
+    config = NETWORKS[args.network]
+    model, guide = UNet(config).eval(), UNet(config).eval()
+    guided = Autoguided(model, guide, weight=1.5)
     schedule = NoiseSchedule.linear(1000)
     batches = [int(b) for b in args.batches.split(",")]
     samplers = {
         "ddpm": (schedule.T, lambda shape, g: p_sample_loop(schedule, model, shape, generator=g)),
         "ddim": (args.ddim_steps, lambda shape, g: ddim_sample_loop(schedule, model, shape, args.ddim_steps, generator=g)),
+        "ddim50-eta1-ag1.5": (2 * 50, lambda shape, g: ddim_sample_loop(schedule, guided, shape, 50, eta=1.0, generator=g)),
     }
     with torch.no_grad():  # warm-up: a few network calls at every batch size
         for b in batches:
@@ -74,7 +86,7 @@ def main(argv: list[str] | None = None) -> dict:
             })
             print(f"  {name} batch {b}: {seconds:.1f} s wall, {cpu:.1f} s CPU", flush=True)
 
-    print(f"\nSampling cost, ddpm_core's default UNet ({count_parameters(model):,} parameters), {info['cpu']}, "
+    print(f"\nSampling cost, the {args.network} UNet ({count_parameters(model):,} parameters), {info['cpu']}, "
           f"{args.threads} torch thread(s)\n")
     print("| sampler | network calls | batch | CPU s / chain | CPU s / sample | CPU ms / call "
           "| wall s / chain | wall s / sample | 1-min load |")
@@ -85,7 +97,8 @@ def main(argv: list[str] | None = None) -> dict:
               f"{r['cpu_s_per_sample']:.3f} | {r['cpu_ms_per_network_call']:.1f} | {r['wall_s_per_chain']:.1f} | "
               f"{r['wall_s_per_sample']:.3f} | {lo:.1f} to {hi:.1f} |")
     return write_record(args.out, "sampling_cost.py", "sampling_cost", argv, info,
-                        model={"config": config.to_dict(), "parameters": count_parameters(model)}, results=results)
+                        model={"network": args.network, "config": config.to_dict(), "parameters": count_parameters(model)},
+                        results=results)
 
 
 if __name__ == "__main__":
