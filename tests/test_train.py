@@ -64,6 +64,21 @@ def checkpoint_tensors(path) -> dict[str, torch.Tensor]:
     return out
 
 
+def assert_whole_and_resumed_runs_agree(cfg: TrainConfig, tmp_path: Path, images: torch.Tensor):
+    """cfg.steps steps in one run == 3 steps, stop, resume to cfg.steps: torch.equal on every tensor.
+
+    Also checks that the weights moved after the first checkpoint. Returns the two runs' results.
+    """
+    one = train(cfg, tmp_path / "one", progress=False, images=images)
+    train(replace(cfg, steps=3), tmp_path / "two", progress=False, images=images)
+    two = train(cfg, tmp_path / "two", progress=False, images=images)
+    a, b = checkpoint_tensors(one.checkpoint), checkpoint_tensors(two.checkpoint)
+    assert a.keys() == b.keys() and all(torch.equal(a[name], b[name]) for name in a)
+    first = checkpoint_tensors(list_checkpoints(tmp_path / "two")[0])
+    assert not all(torch.equal(first[n], b[n]) for n in b)  # the test could not pass with a frozen model
+    return one, two
+
+
 # ----------------------------------------------------------------------------- resume
 
 
@@ -95,13 +110,7 @@ def test_resume_is_bit_identical(tmp_path, images):
 def test_resume_with_muon_is_bit_identical(tmp_path, images):
     """The same with optimizer="muon": its momentum and Adam moments are in the checkpoint."""
     cfg = replace(TINY, optimizer="muon", muon_lr=0.01)
-    one = train(cfg, tmp_path / "one", progress=False, images=images)
-    train(replace(cfg, steps=3), tmp_path / "two", progress=False, images=images)
-    two = train(cfg, tmp_path / "two", progress=False, images=images)
-    a, b = checkpoint_tensors(one.checkpoint), checkpoint_tensors(two.checkpoint)
-    assert all(torch.equal(a[name], b[name]) for name in a)
-    first = checkpoint_tensors(list_checkpoints(tmp_path / "two")[0])
-    assert not all(torch.equal(first[n], b[n]) for n in b)
+    assert_whole_and_resumed_runs_agree(cfg, tmp_path, images)
     with pytest.raises(ValueError, match="optimizer"):  # an Adam run does not resume a Muon checkpoint
         train(replace(cfg, optimizer="adam"), tmp_path / "two", progress=False, images=images)
 
@@ -333,13 +342,7 @@ def test_fp16_with_a_scaler_resumes_bit_identically(tmp_path, images, monkeypatc
 
     monkeypatch.setattr(train_module, "resolve_amp", lambda cfg, device: (torch.float16, True))
     cfg = replace(TINY, optimizer=optimizer, muon_lr=0.01, channels_last=True)
-    one = train(cfg, tmp_path / "one", progress=False, images=images)
-    train(replace(cfg, steps=3), tmp_path / "two", progress=False, images=images)
-    two = train(cfg, tmp_path / "two", progress=False, images=images)
-    a, b = checkpoint_tensors(one.checkpoint), checkpoint_tensors(two.checkpoint)
-    assert all(torch.equal(a[name], b[name]) for name in a)
-    first = checkpoint_tensors(list_checkpoints(tmp_path / "two")[0])
-    assert not all(torch.equal(first[n], b[n]) for n in b)
+    one, two = assert_whole_and_resumed_runs_agree(cfg, tmp_path, images)
     # The scaler's state travels with the checkpoint: 6 clean steps counted towards its next growth,
     # 3 of them before the resumption.
     scalers = [load_checkpoint(run.checkpoint)["scaler"] for run in (one, two)]
