@@ -78,7 +78,7 @@ def build_config(args: argparse.Namespace, steps: int) -> TrainConfig:
     """ddpm_core.train.QUICK (the CPU recipe) with ``steps`` steps, then every flag given."""
     values = {k: v for k, v in QUICK.items() if k not in ("steps", "checkpoint_every", "log_every", "model")}
     for name in ("batch_size", "lr", "optimizer", "muon_lr", "warmup_steps", "lr_decay", "ema_decay", "loss_weighting", "min_snr_gamma",
-                 "schedule", "amp"):
+                 "schedule", "amp", "seed"):
         if getattr(args, name) is not None:
             values[name] = getattr(args, name)
     model = QUICK["model"].to_dict()
@@ -232,6 +232,7 @@ def main(argv: list[str] | None = None) -> dict:
                         "autoguidance of weight w by the run's first checkpoint; the first one is the headline")
     p.add_argument("--sample-seeds", default="1",
                    help="comma-separated seeds of the sampling noise; several show how much FD moves with it")
+    p.add_argument("--seed", type=int, help="training seed: initial weights, data order, noise (default 0, the recipe's)")
     p.add_argument("--batch-size", type=int)
     p.add_argument("--lr", type=float)
     p.add_argument("--optimizer", choices=("adam", "muon"), help="the recipe's is muon")

@@ -28,8 +28,9 @@ def run_script(name: str, *args: str) -> str:
 def test_time_to_quality_trains_guides_and_scores(tmp_path):
     out = tmp_path / "ttq.json"
     run_script("time_to_quality.py", "--minutes", "0.2", "--seconds-per-step", "0.5", "--n", "40",
-               "--samplers", "ddim4-eta1,ddim4-eta1-ag2", "--sample-seeds", "1", "--out", str(out))
+               "--samplers", "ddim4-eta1,ddim4-eta1-ag2", "--sample-seeds", "1", "--seed", "3", "--out", str(out))
     record = json.loads(out.read_text())
+    assert record["train_config"]["seed"] == 3
     (run,) = record["runs"]
     assert (run["steps"], run["guide_step"]) == (24, 3)  # 0.2 min / 0.5 s; the guide after an eighth
     assert [row["sampler"] for row in run["samplers"]] == ["ddim4-eta1", "ddim4-eta1-ag2"]
