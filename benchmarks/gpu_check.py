@@ -17,7 +17,7 @@ offline digits (the speed of a step does not depend on the data source).
 Needs a CUDA GPU. Writes JSON (default ``benchmarks/results/gpu_check.json``) and prints a table.
 ``--smoke`` runs every part on the CPU instead, with a tiny network, few steps and float32 in
 place of each precision setting, so that the script itself is tested without a GPU
-(``tests/test_train.py`` does); its numbers mean nothing.
+(``tests/test_benchmarks.py`` does); its numbers mean nothing.
 
     python benchmarks/gpu_check.py --out gpu_check.json
     python benchmarks/gpu_check.py --smoke --out /tmp/gpu_check_smoke.json

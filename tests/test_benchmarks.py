@@ -2,8 +2,8 @@
 
 Their numbers mean nothing at these settings (benchmarks/README.md has the recorded runs); what is
 checked is that each script still runs end to end against the current ddpm_core and writes the
-fields its README tables are made from. gpu_check.py has its own smoke test in test_train.py.
-About a minute in all, on one thread.
+fields its README tables are made from. gpu_check.py, written for a CUDA machine, runs here in its
+--smoke mode. About a minute and a half in all, on one thread.
 """
 
 import json
@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
 BOOK_HTML = BENCHMARKS.parent / "_build" / "html"
@@ -80,3 +81,28 @@ def test_page_weight_reads_the_built_book():
     assert "notebooks/07_training" in rows and "total" in rows
     assert int(rows["total"][-2]) >= 1  # scrubbers in the whole book
     assert float(rows["total"][1]) > 0  # MB of HTML
+
+
+def test_gpu_check_script_runs_its_smoke_mode(tmp_path):
+    """benchmarks/gpu_check.py, the GPU check, runs every part on the CPU with --smoke.
+
+    A GPU session is short; this keeps the script from failing there for a reason a CPU can find.
+    """
+    out = tmp_path / "gpu_check.json"
+    run_script("gpu_check.py", "--smoke", "--steps", "4", "--compile-steps", "4", "--out", str(out))
+    record = json.loads(out.read_text())
+    assert [row["setting"] for row in record["throughput"]][:2] == ["fp32", "tf32"]
+    assert len(record["throughput"]) == 7
+    assert all(row["images_per_s"] > 0 and math.isfinite(row["final_loss"]) for row in record["throughput"])
+    # On the CPU, 20 + 20 resumed steps equal 40 in one go to the last bit.
+    assert [(r["max_abs_diff_model"], r["max_abs_diff_ema"]) for r in record["resumption"]] == [(0.0, 0.0)] * 2
+    assert {(r["sampler"], r["batch"]) for r in record["sampling"]} == {
+        ("ddpm 50 steps", 1), ("ddim 50 steps", 1), ("ddpm 50 steps", 2), ("ddim 50 steps", 2)}
+
+
+def test_gpu_check_script_refuses_to_run_without_a_gpu(tmp_path):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    done = subprocess.run([sys.executable, str(BENCHMARKS / "gpu_check.py"), "--out", str(tmp_path / "x.json")],
+                          capture_output=True, text=True)
+    assert done.returncode != 0 and "needs a CUDA GPU" in done.stderr

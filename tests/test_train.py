@@ -521,33 +521,6 @@ def test_package_exposes_training_names_lazily():
         ddpm_core.not_a_name
 
 
-def test_gpu_check_script_runs_its_smoke_mode(tmp_path):
-    """benchmarks/gpu_check.py, the GPU check, runs every part on the CPU with --smoke.
-
-    A GPU session is short; this keeps the script from failing there for a reason a CPU can find.
-    """
-    out = tmp_path / "gpu_check.json"
-    script = Path(__file__).resolve().parent.parent / "benchmarks" / "gpu_check.py"
-    subprocess.run([sys.executable, str(script), "--smoke", "--steps", "4", "--compile-steps", "4", "--out", str(out)],
-                   check=True, capture_output=True, text=True, timeout=600)
-    record = json.loads(out.read_text())
-    assert [row["setting"] for row in record["throughput"]][:2] == ["fp32", "tf32"]
-    assert len(record["throughput"]) == 7
-    assert all(row["images_per_s"] > 0 and math.isfinite(row["final_loss"]) for row in record["throughput"])
-    # On the CPU, 20 + 20 resumed steps equal 40 in one go to the last bit.
-    assert [(r["max_abs_diff_model"], r["max_abs_diff_ema"]) for r in record["resumption"]] == [(0.0, 0.0)] * 2
-    assert {(r["sampler"], r["batch"]) for r in record["sampling"]} == {
-        ("ddpm 50 steps", 1), ("ddim 50 steps", 1), ("ddpm 50 steps", 2), ("ddim 50 steps", 2)}
-
-
-def test_gpu_check_script_refuses_to_run_without_a_gpu(tmp_path):
-    if torch.cuda.is_available():
-        pytest.skip("this machine has a GPU")
-    script = Path(__file__).resolve().parent.parent / "benchmarks" / "gpu_check.py"
-    done = subprocess.run([sys.executable, str(script), "--out", str(tmp_path / "x.json")], capture_output=True, text=True)
-    assert done.returncode != 0 and "needs a CUDA GPU" in done.stderr
-
-
 def test_muon_adam_groups_step_like_torch_adam():
     """Muon's groups with use_muon=False take the same steps as torch.optim.Adam."""
     gen = torch.Generator().manual_seed(0)
