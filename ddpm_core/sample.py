@@ -56,6 +56,8 @@ def load_weights(weights: str | Path | None = None, device: str | torch.device =
     if weights is None:
         return load_pretrained(PRETRAINED, device=device)
     weights = Path(weights)
+    if not weights.exists():
+        raise ValueError(f"weights: {str(weights)!r} does not exist")
     if weights.is_dir():
         found = list_checkpoints(weights)
         if not found:
@@ -91,19 +93,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--variance", choices=VARIANCES, default="beta", help="DDPM variance sigma_t^2")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--nrow", type=int, default=8, help="images per row of the grid")
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     p.add_argument("--threads", type=int, help="torch.set_num_threads (CPU)")
     p.add_argument("--out", default="samples.png", help="PNG file to write")
     return p
 
 
 def main(argv: list[str] | None = None) -> torch.Tensor:
-    """Entry point of ``python -m ddpm_core.sample``; returns the images, (n, C, H, W) in [-1, 1]."""
+    """Entry point of ``python -m ddpm_core.sample``; returns the images, (n, C, H, W) in [-1, 1].
+
+    Raises:
+        ValueError: a flag has a value that is not allowed (the message names the flag).
+    """
     from .plotting import image_grid, png_bytes
 
     args = build_parser().parse_args(argv)
     if args.n < 1:
         raise ValueError(f"--n must be >= 1, got {args.n}")
+    if args.threads is not None and args.threads < 1:
+        raise ValueError(f"--threads must be an integer >= 1, got {args.threads}")
+    if args.device == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda was asked for, but torch.cuda.is_available() is False; use --device cpu")
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     if not (math.isfinite(args.guidance) and args.guidance >= 1):
@@ -132,4 +142,7 @@ def main(argv: list[str] | None = None) -> torch.Tensor:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except ValueError as err:  # a bad flag: a message, not a traceback
+        build_parser().error(str(err))

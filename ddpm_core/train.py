@@ -9,7 +9,8 @@ Everything else here makes a run reproducible and safe to stop:
 * Adam, or optionally :class:`Muon` for the weight matrices (:func:`make_optimizer`);
 * checkpoints holding every piece of state (model, EMA, optimizer, gradient scaler, step,
   random-number generators), so that N steps in one go and N/2 + resume + N/2 give
-  bit-identical weights on a CPU;
+  bit-identical weights on a CPU; resuming skips a damaged newest checkpoint for the one
+  before it;
 * a stop with :class:`NonFiniteLossError` at the first non-finite loss, before anything
   is written, so the last checkpoint on disk is always a good one;
 * mixed precision, channels-last memory and ``torch.compile`` on a GPU, all optional.
@@ -35,6 +36,7 @@ import platform
 import re
 import sys
 import time
+import warnings
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -80,7 +82,11 @@ def _is_number(value: object) -> bool:
 
 @dataclass(frozen=True, kw_only=True)
 class TrainConfig:
-    """Everything that determines a training run (and nothing that does not).
+    """Everything that determines a training run.
+
+    A run resumes only with the configuration it was started with, except for the fields in
+    :data:`RESUMABLE_CHANGES`, which do not change the weights (``steps`` may grow, unless
+    ``lr_decay="cosine"``).
 
     Attributes:
         T: number of diffusion steps.
@@ -192,6 +198,11 @@ class TrainConfig:
         if "model" in d:
             d["model"] = UNetConfig.from_dict(d["model"])
         return cls(**d)
+
+
+# Fields a resumed session may set differently: they change when things are logged, saved,
+# previewed or compiled, and how long the run is, but not what one step computes.
+RESUMABLE_CHANGES = ("steps", "checkpoint_every", "log_every", "sample_every", "compile")
 
 
 def make_schedule(cfg: TrainConfig) -> NoiseSchedule:
@@ -479,8 +490,10 @@ def resolve_amp(cfg: TrainConfig, device: torch.device) -> tuple[torch.dtype | N
             raise ValueError("amp='fp16' needs a CUDA device (use 'bf16' or 'off' on a CPU)")
         return torch.float16, True
     if cfg.amp == "bf16":
-        if cuda and not torch.cuda.is_bf16_supported():
-            raise ValueError("amp='bf16' is not supported by this GPU; use 'fp16'")
+        if cuda and torch.cuda.get_device_capability(device)[0] < 8:
+            major, minor = torch.cuda.get_device_capability(device)
+            raise ValueError(f"amp='bf16' needs a GPU of compute capability 8.0 or newer; this one is {major}.{minor}, "
+                             f"which only emulates bf16, slowly. Use 'fp16' or 'auto'")
         return torch.bfloat16, False
     if not cuda:  # "auto" on a CPU
         return (torch.bfloat16, False) if cpu_has_native_bf16() else (None, False)
@@ -529,7 +542,23 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     return torch.load(path, map_location=map_location, weights_only=True)
 
 
-def config_differences(saved: dict, cfg: TrainConfig, ignore: tuple[str, ...] = ("steps",)) -> list[str]:
+def load_newest_checkpoint(run_dir: str | Path, map_location: str | torch.device = "cpu") -> tuple[Path, dict] | None:
+    """The newest checkpoint of a run that can be read, as (path, contents); None if there is none.
+
+    A file that cannot be read (cut short when a session died on a file system that lost the
+    end of it, or damaged later) is skipped with a warning naming it, and the one before it is
+    tried. The skipped file is left where it is; the resumed run overwrites it when it gets there.
+    """
+    for path in reversed(list_checkpoints(run_dir)):
+        try:
+            return path, load_checkpoint(path, map_location=map_location)
+        except Exception as err:  # torch raises RuntimeError, EOFError or UnpicklingError for a damaged file
+            warnings.warn(f"skipping checkpoint {path}, which cannot be read ({type(err).__name__}: {err}); "
+                          f"trying the one before it", stacklevel=2)
+    return None
+
+
+def config_differences(saved: dict, cfg: TrainConfig, ignore: tuple[str, ...] = RESUMABLE_CHANGES) -> list[str]:
     """Fields (``model.*`` for the network's) where ``saved`` and ``cfg`` differ, ``ignore`` left out.
 
     A field missing from ``saved`` (written before the field existed) counts as its default.
@@ -550,10 +579,12 @@ def config_differences(saved: dict, cfg: TrainConfig, ignore: tuple[str, ...] = 
 
 
 def _write_atomic(path: Path, write: Callable[[Path], None]) -> None:
-    """Write to a temporary file, then rename: a crash never leaves half a file under ``path``."""
+    """Write to a temporary file, flush it to disk, then rename: a crash never leaves half a file under ``path``."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     write(tmp)
+    with open(tmp, "rb+") as f:
+        os.fsync(f.fileno())  # the bytes are on disk before the name points at them
     os.replace(tmp, path)
 
 
@@ -637,14 +668,18 @@ def train(
     schedule = make_schedule(cfg)
     step, wall_time = 0, 0.0
 
-    existing = list_checkpoints(run_dir)
-    if existing and not resume:
-        raise ValueError(f"run_dir {run_dir} already holds checkpoints; pass resume=True or use a new run_dir")
-    if existing:
-        ckpt = load_checkpoint(existing[-1], map_location=device)
+    if list_checkpoints(run_dir) and not resume:
+        raise ValueError(f"run_dir {run_dir} already holds checkpoints; resume it (resume=True; on the command "
+                         f"line, leave out --no-resume) or use a new run_dir")
+    newest = load_newest_checkpoint(run_dir, map_location=device) if resume else None
+    if resume and newest is None and list_checkpoints(run_dir):
+        raise ValueError(f"no checkpoint in {run_dir / 'checkpoints'} can be read; move them away to start the run over")
+    last_ckpt = newest[0] if newest else None
+    if newest:
+        path, ckpt = newest
         diffs = config_differences(json.loads(ckpt["config"]), cfg)
         if diffs:
-            raise ValueError(f"checkpoint {existing[-1]} comes from a different configuration: " + "; ".join(diffs))
+            raise ValueError(f"checkpoint {path} comes from a different configuration: " + "; ".join(diffs))
         if ckpt["step"] > cfg.steps:
             raise ValueError(f"steps={cfg.steps} is smaller than the checkpoint's step {ckpt['step']}")
         saved_steps = json.loads(ckpt["config"])["steps"]
@@ -654,7 +689,7 @@ def train(
         model.load_state_dict(ckpt["model"])
         ema.load_state_dict(ckpt["ema"])
         optimizer.load_state_dict(ckpt["optimizer"])
-        scaler.load_state_dict(ckpt["scaler"])
+        _load_scaler(scaler, ckpt, amp_dtype, path)
         step, wall_time = int(ckpt["step"]), float(ckpt["wall_time_s"])
         torch.set_rng_state(ckpt["rng_cpu"].cpu())
         if device.type == "cuda" and ckpt.get("rng_cuda") is not None:
@@ -672,6 +707,7 @@ def train(
             "step": at_step,
             "wall_time_s": wall_time,
             "config": json.dumps(cfg.to_dict()),
+            "autocast": _dtype_name(amp_dtype),  # what amp resolved to on this session's device
             "model": model.state_dict(),
             "ema": ema.state_dict(),
             "optimizer": optimizer.state_dict(),
@@ -695,7 +731,6 @@ def train(
     final_loss = _last_logged_loss(metrics_file)
     window_start = session_start = time.perf_counter()
     wall_at_start = wall_time
-    last_ckpt = existing[-1] if existing else None
     try:
         while step < cfg.steps:
             step += 1
@@ -742,20 +777,53 @@ def train(
     )
 
 
+def _dtype_name(dtype: torch.dtype | None) -> str:
+    return "float32" if dtype is None else str(dtype).removeprefix("torch.")
+
+
+def _load_scaler(scaler: torch.amp.GradScaler, ckpt: dict, amp_dtype: torch.dtype | None, path: Path) -> None:
+    """Restore the gradient scaler, or start a fresh one if the checkpoint's session had none.
+
+    A run may resume on another kind of device (Colab can hand out a T4 after an A100): the
+    precision then changes, the run goes on, and a warning says it is no longer exactly what
+    one uninterrupted session would have computed.
+    """
+    saved = ckpt.get("autocast")
+    if saved is not None and saved != _dtype_name(amp_dtype):
+        warnings.warn(f"checkpoint {path} was trained with autocast {saved}; this session uses "
+                      f"{_dtype_name(amp_dtype)} (another device). Training goes on, but no longer "
+                      f"bit-identically to an uninterrupted run", stacklevel=3)
+    if scaler.is_enabled() and not ckpt["scaler"]:
+        return  # the saving session ran without a scaler: this one starts with a fresh scale
+    scaler.load_state_dict(ckpt["scaler"])
+
+
+def _metrics_rows(metrics_file: Path) -> list[dict]:
+    """The lines of metrics.jsonl that parse; a line cut short by a crash is dropped."""
+    if not metrics_file.exists():
+        return []
+    rows = []
+    for line in metrics_file.read_text().splitlines():
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return rows
+
+
 def _truncate_metrics(metrics_file: Path, step: int) -> None:
+    """Keep the rows up to ``step`` (the checkpoint resumed from), dropping any damaged line."""
     if not metrics_file.exists():
         return
-    rows = [line for line in metrics_file.read_text().splitlines() if line.strip()]
-    kept = [line for line in rows if json.loads(line)["step"] <= step]
-    if len(kept) != len(rows):
-        metrics_file.write_text("".join(line + "\n" for line in kept))
+    kept = [row for row in _metrics_rows(metrics_file) if row["step"] <= step]
+    text = "".join(json.dumps(row) + "\n" for row in kept)
+    if text != metrics_file.read_text():
+        metrics_file.write_text(text)
 
 
 def _last_logged_loss(metrics_file: Path) -> float:
-    if not metrics_file.exists():
-        return math.nan
-    rows = [line for line in metrics_file.read_text().splitlines() if line.strip()]
-    return float(json.loads(rows[-1])["loss"]) if rows else math.nan
+    rows = _metrics_rows(metrics_file)
+    return float(rows[-1]["loss"]) if rows else math.nan
 
 
 @torch.no_grad()
@@ -764,7 +832,10 @@ def _preview(ema: EMA, cfg: TrainConfig, schedule: NoiseSchedule, device: torch.
     """16 DDIM samples of the EMA model, from a generator of their own (training RNG untouched)."""
     from .plotting import image_grid, png_bytes
 
-    model = UNet(cfg.model).to(device)
+    # Building the network draws its initial weights from the global generators: fork them, so
+    # that a run with previews trains exactly as one without, and resumes as one.
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        model = UNet(cfg.model).to(device)
     ema.copy_to(model)
     model.eval()
     generator = torch.Generator(device=device).manual_seed(cfg.seed)  # the same noise at every preview
@@ -863,6 +934,25 @@ def _ints(text: str) -> tuple[int, ...]:
     return tuple(int(v) for v in text.split(",") if v.strip())
 
 
+def _flag(field: str) -> str:
+    """The command-line flag of a configuration field: batch_size -> --batch-size."""
+    return "--" + field.replace("_", "-")
+
+
+def _config_flag_adder(group: argparse._ArgumentGroup, defaults: object) -> Callable[..., None]:
+    """A function adding the flag of one field of ``defaults``' dataclass, its default shown in the help.
+
+    The flag's own default is None ("not given"), so that :func:`config_from_args` can tell a
+    flag given from one left out.
+    """
+    def add(field: str, help: str = "", **kwargs) -> None:
+        value = getattr(defaults, field)
+        shown = ",".join(map(str, value)) or "''" if isinstance(value, tuple) else value
+        group.add_argument(_flag(field), dest=field, default=None, help=f"{help} (default: {shown})".strip(), **kwargs)
+
+    return add
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``python -m ddpm_core.train``."""
     p = argparse.ArgumentParser(prog="python -m ddpm_core.train", description="Train a DDPM on MNIST digits.")
@@ -876,39 +966,41 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also write the EMA weights of the run's first checkpoint to this .safetensors file: "
                         "a weaker model of the same run, to guide sampling with (ddpm_core.guidance)")
     p.add_argument("--export-dtype", choices=("float32", "float16"), default="float32")
-    g = p.add_argument_group("training (TrainConfig)")
-    g.add_argument("--T", type=int)
-    g.add_argument("--schedule", choices=SCHEDULES)
-    g.add_argument("--batch-size", type=int)
-    g.add_argument("--lr", type=float)
-    g.add_argument("--optimizer", choices=OPTIMIZERS)
-    g.add_argument("--muon-lr", type=float)
-    g.add_argument("--warmup-steps", type=int)
-    g.add_argument("--lr-decay", choices=LR_DECAYS)
-    g.add_argument("--steps", type=int)
-    g.add_argument("--ema-decay", type=float)
-    g.add_argument("--grad-clip", type=float)
-    g.add_argument("--loss-type", choices=LOSS_TYPES)
-    g.add_argument("--loss-weighting", choices=LOSS_WEIGHTINGS)
-    g.add_argument("--min-snr-gamma", type=float)
-    g.add_argument("--seed", type=int)
-    g.add_argument("--checkpoint-every", type=int)
-    g.add_argument("--log-every", type=int)
-    g.add_argument("--sample-every", type=int)
-    g.add_argument("--data", choices=DATA_SOURCES)
-    g.add_argument("--amp", choices=AMP_MODES)
-    g.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None)
-    g.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None)
-    g.add_argument("--device", choices=DEVICES)
+    g = p.add_argument_group("training (TrainConfig; defaults are TrainConfig's, or the preset's with --quick)")
+    train_flag = _config_flag_adder(g, TrainConfig())
+    train_flag("T", type=int)
+    train_flag("schedule", choices=SCHEDULES)
+    train_flag("batch_size", type=int)
+    train_flag("lr", type=float)
+    train_flag("optimizer", choices=OPTIMIZERS)
+    train_flag("muon_lr", type=float)
+    train_flag("warmup_steps", type=int)
+    train_flag("lr_decay", choices=LR_DECAYS)
+    train_flag("steps", type=int)
+    train_flag("ema_decay", type=float)
+    train_flag("grad_clip", type=float)
+    train_flag("loss_type", choices=LOSS_TYPES)
+    train_flag("loss_weighting", choices=LOSS_WEIGHTINGS)
+    train_flag("min_snr_gamma", type=float)
+    train_flag("seed", type=int)
+    train_flag("checkpoint_every", type=int)
+    train_flag("log_every", type=int)
+    train_flag("sample_every", type=int)
+    train_flag("data", choices=DATA_SOURCES)
+    train_flag("amp", choices=AMP_MODES)
+    train_flag("channels_last", action=argparse.BooleanOptionalAction)
+    train_flag("compile", action=argparse.BooleanOptionalAction)
+    train_flag("device", choices=DEVICES)
     m = p.add_argument_group("network (UNetConfig)")
-    m.add_argument("--image-size", type=int)
-    m.add_argument("--patch-size", type=int)
-    m.add_argument("--base-channels", type=int)
-    m.add_argument("--channel-mults", type=_ints, help="comma-separated, e.g. 1,2,2")
-    m.add_argument("--num-res-blocks", type=int)
-    m.add_argument("--attention-resolutions", type=_ints, help="comma-separated grid sizes, '' for none")
-    m.add_argument("--dropout", type=float)
-    m.add_argument("--num-groups", type=int)
+    net_flag = _config_flag_adder(m, UNetConfig())
+    net_flag("image_size", type=int)
+    net_flag("patch_size", type=int)
+    net_flag("base_channels", type=int)
+    net_flag("channel_mults", type=_ints, help="comma-separated, e.g. 1,2,2")
+    net_flag("num_res_blocks", type=int)
+    net_flag("attention_resolutions", type=_ints, help="comma-separated grid sizes, '' for none")
+    net_flag("dropout", type=float)
+    net_flag("num_groups", type=int)
     return p
 
 
@@ -927,11 +1019,24 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 
 
 def main(argv: list[str] | None = None) -> TrainResult:
-    """Entry point of ``python -m ddpm_core.train``; returns the :class:`TrainResult`."""
+    """Entry point of ``python -m ddpm_core.train``; returns the :class:`TrainResult`.
+
+    Raises:
+        ValueError: a flag has a value that is not allowed (the message names the flag).
+    """
     args = build_parser().parse_args(argv)
+    if args.threads is not None and args.threads < 1:
+        raise ValueError(f"--threads must be an integer >= 1, got {args.threads}")
+    for flag, path in (("--export", args.export), ("--export-guide", args.export_guide)):
+        if path is not None and Path(path).suffix != ".safetensors":
+            raise ValueError(f"{flag} must name a .safetensors file, got {path!r}")  # checked before training, not after
+    try:
+        cfg = config_from_args(args)
+    except ValueError as err:  # "steps must be ..." -> "--steps must be ..."
+        field, _, rest = str(err).partition(" ")
+        raise ValueError(f"{_flag(field)} {rest}" if field in vars(args) else str(err)) from None
     if args.threads is not None:
         torch.set_num_threads(args.threads)
-    cfg = config_from_args(args)
     result = train(cfg, args.run_dir, resume=not args.no_resume, progress=not args.no_progress)
     print(f"step {result.step}: loss {result.final_loss:.4f}, {result.wall_time_s:.0f} s, checkpoint {result.checkpoint}")
     metadata = {}
@@ -962,4 +1067,7 @@ def main(argv: list[str] | None = None) -> TrainResult:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except ValueError as err:  # a bad flag or an unusable run folder: a message, not a traceback
+        build_parser().error(str(err))

@@ -187,6 +187,70 @@ def test_min_snr_training_resumes_bit_identically(tmp_path, images):
     assert not all(torch.equal(a, b) for a, b in zip(whole.model.state_dict().values(), uniform.model.state_dict().values()))
 
 
+def test_previews_change_nothing_and_resume_bit_identically(tmp_path, images):
+    """A preview on a checkpoint step (sample_every == checkpoint_every) builds a network, whose
+    initialisation must not draw from the training's generators: with previews, the run equals
+    the same run without them, and 3 + resume + 3 steps equal 6."""
+    cfg = replace(TINY, sample_every=3)
+    one, _ = assert_whole_and_resumed_runs_agree(cfg, tmp_path, images)
+    assert sorted(p.name for p in (tmp_path / "one" / "samples").iterdir()) == ["step_0000003.png", "step_0000006.png"]
+    without = train(replace(cfg, sample_every=0), tmp_path / "no_previews", progress=False, images=images)
+    a, b = checkpoint_tensors(one.checkpoint), checkpoint_tensors(without.checkpoint)
+    assert all(torch.equal(a[name], b[name]) for name in a)
+
+
+def test_resume_may_change_what_does_not_change_the_weights(tmp_path, images):
+    """Logging, checkpoint and preview intervals and torch.compile may differ in a resumed session."""
+    whole = train(TINY, tmp_path / "whole", progress=False, images=images)
+    train(replace(TINY, steps=3), tmp_path / "split", progress=False, images=images)
+    other = replace(TINY, log_every=1, checkpoint_every=1, sample_every=2)
+    resumed = train(other, tmp_path / "split", progress=False, images=images)
+    a, b = checkpoint_tensors(whole.checkpoint), checkpoint_tensors(resumed.checkpoint)
+    assert all(torch.equal(a[name], b[name]) for name in a)
+    assert [p.name for p in list_checkpoints(tmp_path / "split")][-3:] == [f"step_000000{i}.pt" for i in (4, 5, 6)]
+    assert config_differences(TINY.to_dict(), replace(TINY, compile=True)) == []
+    assert config_differences(TINY.to_dict(), replace(TINY, seed=1)) == ["seed: 0 != 1"]
+
+
+def test_resume_skips_a_damaged_checkpoint_and_a_cut_metrics_line(tmp_path, images):
+    """A session that died while its file system was writing: the newest checkpoint is cut short
+    and the last line of metrics.jsonl is half written. Resuming warns, goes back to the checkpoint
+    before, and ends as the uninterrupted run does."""
+    whole = train(TINY, tmp_path / "whole", progress=False, images=images)
+    train(TINY, tmp_path / "cut", progress=False, images=images)
+    newest = list_checkpoints(tmp_path / "cut")[-1]
+    newest.write_bytes(newest.read_bytes()[:1000])
+    with open(tmp_path / "cut" / "metrics.jsonl", "a") as f:
+        f.write('{"step": 7, "lo')
+    with pytest.warns(UserWarning, match="skipping checkpoint .*step_0000006.pt"):
+        resumed = train(TINY, tmp_path / "cut", progress=False, images=images)
+    a, b = checkpoint_tensors(whole.checkpoint), checkpoint_tensors(resumed.checkpoint)
+    assert all(torch.equal(a[name], b[name]) for name in a)
+    rows = [json.loads(line) for line in (tmp_path / "cut" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [2, 4, 6]  # the cut line and the rows after step 3 are gone
+    # With no readable checkpoint left, the run is not started over silently.
+    for path in list_checkpoints(tmp_path / "cut"):
+        path.write_bytes(b"")
+    with pytest.warns(UserWarning), pytest.raises(ValueError, match="no checkpoint .* can be read"):
+        train(TINY, tmp_path / "cut", progress=False, images=images)
+
+
+def test_resume_on_a_device_with_another_precision(tmp_path, images, monkeypatch):
+    """Colab may hand out an A100 (bf16, no scaler) and, after a disconnect, a T4 (fp16 with a
+    scaler). The T4 session starts a fresh scaler, says that the precision changed, and goes on."""
+    import ddpm_core.train as train_module
+
+    monkeypatch.setattr(train_module, "resolve_amp", lambda cfg, device: (torch.bfloat16, False))
+    train(replace(TINY, steps=3), tmp_path, progress=False, images=images)
+    assert load_checkpoint(list_checkpoints(tmp_path)[-1])["autocast"] == "bfloat16"
+    monkeypatch.setattr(train_module, "resolve_amp", lambda cfg, device: (torch.float16, True))
+    with pytest.warns(UserWarning, match="autocast bfloat16; this session uses float16"):
+        result = train(TINY, tmp_path, progress=False, images=images)
+    ckpt = load_checkpoint(result.checkpoint)
+    assert result.step == 6 and ckpt["autocast"] == "float16"
+    assert ckpt["scaler"]["scale"] == 2.0**16 and ckpt["scaler"]["_growth_tracker"] == 3  # fresh at step 3
+
+
 def test_config_differences_reads_missing_fields_as_defaults():
     saved = TINY.to_dict()
     for key in ("lr_decay", "loss_weighting", "min_snr_gamma"):
@@ -468,8 +532,11 @@ def test_train_and_sample_command_lines(tmp_path, monkeypatch):
             images = sample_main(["--weights", str(source), "--n", "3", "--sampler", sampler, "--num-steps", "4",
                                   "--out", str(out)])
             assert images.shape == (3, 1, 32, 32) and out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    with pytest.raises(ValueError, match="weights"):
+    with pytest.raises(ValueError, match="weights: .*nothing.bin' does not exist"):
         sample_main(["--weights", str(tmp_path / "nothing.bin"), "--out", str(tmp_path / "x.png")])
+    (tmp_path / "other.bin").write_bytes(b"")
+    with pytest.raises(ValueError, match="weights must be a .safetensors file, a .pt checkpoint or a run folder"):
+        sample_main(["--weights", str(tmp_path / "other.bin"), "--out", str(tmp_path / "x.png")])
     # Autoguidance: the same noise gives other images with --guidance 2; --guidance 1 is the model alone.
     common = ["--weights", str(weights), "--n", "3", "--num-steps", "4", "--out", str(tmp_path / "g.png")]
     alone = sample_main(common)
@@ -479,6 +546,43 @@ def test_train_and_sample_command_lines(tmp_path, monkeypatch):
         sample_main(common + ["--guidance", "2"])
     with pytest.raises(ValueError, match="--guidance must be a finite number >= 1"):
         sample_main(common + ["--guide", str(guide), "--guidance", "0.5"])
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--steps", "-5"], "--steps must be an integer >= 1, got -5"),
+    (["--batch-size", "0"], "--batch-size must be an integer >= 1"),
+    (["--channel-mults", ","], "--channel-mults must have at least one level"),
+    (["--threads", "0"], "--threads must be an integer >= 1"),
+    (["--export", "weights.pt"], "--export must name a .safetensors file"),
+    (["--export-guide", "guide.bin"], "--export-guide must name a .safetensors file"),
+])
+def test_train_command_line_names_the_bad_flag(tmp_path, argv, message):
+    """Every one is refused before anything is trained or written."""
+    with pytest.raises(ValueError, match=message):
+        train_main(["--run-dir", str(tmp_path / "run"), "--no-progress"] + argv)
+    assert not (tmp_path / "run").exists()
+
+
+def test_command_lines_print_an_error_not_a_traceback(tmp_path):
+    for module, argv, message in [
+        ("ddpm_core.train", ["--run-dir", str(tmp_path), "--steps", "-5"], "error: --steps must be an integer >= 1"),
+        ("ddpm_core.sample", ["--weights", str(tmp_path / "missing")], "does not exist"),
+    ]:
+        done = subprocess.run([sys.executable, "-m", module, *argv], capture_output=True, text=True)
+        assert done.returncode == 2 and message in done.stderr and "Traceback" not in done.stderr, done.stderr
+    shown = subprocess.run([sys.executable, "-m", "ddpm_core.train", "--help"], capture_output=True, text=True).stdout
+    assert "(default: 20000)" in shown and "(default: 1,2,2)" in shown  # TrainConfig's and UNetConfig's
+
+
+def test_bf16_asked_for_on_a_t4_is_refused(monkeypatch):
+    """A T4 (compute capability 7.5) only emulates bf16, slowly; torch.cuda.is_bf16_supported() says yes."""
+    from ddpm_core.train import resolve_amp
+
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (7, 5))
+    with pytest.raises(ValueError, match="amp='bf16' needs a GPU of compute capability 8.0 or newer; this one is 7.5"):
+        resolve_amp(TrainConfig(amp="bf16"), torch.device("cuda"))
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (8, 0))
+    assert resolve_amp(TrainConfig(amp="bf16"), torch.device("cuda")) == (torch.bfloat16, False)
 
 
 @pytest.mark.parametrize("capability, expected", [((7, 5), (torch.float16, True)), ((8, 0), (torch.bfloat16, False))])
