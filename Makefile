@@ -32,9 +32,10 @@ test: $(STAMP) $(CHROMIUM) build-strict
 
 # Re-execute every chapter in place (after changing ddpm_core or a chapter), then commit.
 # `jupyter execute` is nbclient's, which the book's requirements install (nbconvert is not among them).
+# DDPM_QUICK=1: the stored outputs come from the training chapter's quick mode, even on a GPU machine.
 notebooks: $(STAMP)
 	for nb in notebooks/*.ipynb; do \
-	  $(BIN)/jupyter execute --inplace --timeout=1200 $$nb || exit 1; \
+	  DDPM_QUICK=1 $(BIN)/jupyter execute --inplace --timeout=1200 $$nb || exit 1; \
 	done
 
 clean:
