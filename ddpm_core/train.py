@@ -628,8 +628,9 @@ def train(
     Args:
         cfg: the configuration.
         run_dir: folder of the run (created if needed).
-        resume: continue from the newest checkpoint of ``run_dir`` if there is one. Its
-            configuration must equal ``cfg`` except for ``steps``, which may grow.
+        resume: continue from the newest readable checkpoint of ``run_dir`` if there is one.
+            Its configuration must equal ``cfg`` except for the fields of
+            :data:`RESUMABLE_CHANGES` (``steps`` may grow, unless ``lr_decay="cosine"``).
         progress: show a tqdm progress bar.
         on_sample: called as ``on_sample(step, images)`` with 16 EMA samples (DDIM, 50 steps)
             every ``sample_every`` steps.
@@ -643,7 +644,7 @@ def train(
             written after that, so the newest checkpoint is the last good state.
         ValueError: the newest checkpoint comes from another configuration (the message
             lists the differing fields; with ``lr_decay="cosine"`` that includes ``steps``),
-            or ``run_dir`` holds checkpoints and ``resume`` is False.
+            ``run_dir`` holds checkpoints and ``resume`` is False, or none of them can be read.
     """
     if not isinstance(cfg, TrainConfig):
         raise ValueError(f"cfg must be a TrainConfig, got {type(cfg).__name__}")
