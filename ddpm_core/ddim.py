@@ -141,8 +141,10 @@ def ddim_sample_loop(
     """DDIM sampling over :func:`ddim_timesteps` (T, num_steps), eq. {eq}`eq-ddim-step`.
 
     Random numbers are drawn in the same order as :func:`ddpm_core.reverse.p_sample_loop`
-    (x_T, then one z per step, even when it is multiplied by 0), so that with ``eta=1``,
-    ``num_steps=T`` and the same generator both samplers return the same images.
+    (x_T, then one z per step, even when it is multiplied by 0). So with ``eta=1``,
+    ``num_steps=T``, the same generator and the same ``clip_x0``, this sampler returns the
+    same images as ``p_sample_loop(..., variance="beta_tilde")`` (not its default
+    ``variance="beta"``).
 
     Args:
         schedule: the noise schedule.

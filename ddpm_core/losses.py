@@ -199,8 +199,9 @@ def bpd_bound(
 ) -> dict[str, torch.Tensor]:
     """The whole variational bound L = L_T + sum_{t>=2} L_{t-1} + L_0 in bits/dim, eq. {eq}`eq-vlb`.
 
-    Every term is computed exactly once per example (one x_t ~ q(x_t | x_0) for each t),
-    so the cost is T model evaluations per batch.
+    Every term is computed once per example, at one x_t ~ q(x_t | x_0) drawn for each t
+    (x_1 for L_0), so the total is a one-sample, unbiased estimate of the bound; only L_T is
+    exact. The cost is T model evaluations per batch.
 
     Returns:
         dict with ``"total"`` (B,), ``"prior"`` (B,), ``"terms"`` (B, T), where
@@ -232,9 +233,10 @@ def bpd_bound_stratified(
     :func:`bpd_bound` costs T model evaluations. Here the sum over t = 2..T is estimated by
     stratified sampling: the timesteps 2..T are cut into ``blocks`` runs of (nearly) equal
     length; for every example one t is drawn uniformly from each run, and its term counts
-    for the whole run (it is multiplied by the run's width). L_T and L_0 are computed
-    exactly. Each example's total is then an unbiased estimate of its bound, at the cost of
-    ``blocks + 1`` model evaluations; the spread over examples gives a standard error.
+    for the whole run (it is multiplied by the run's width). L_T is computed exactly, L_0
+    from one draw of x_1 (as in :func:`bpd_bound`). Each example's total is then an unbiased
+    estimate of its bound, at the cost of ``blocks + 1`` model evaluations; the spread over
+    examples gives a standard error.
 
     Args:
         schedule: the noise schedule (T >= 2).

@@ -12,10 +12,11 @@ What had to change to make the file importable, and nothing else:
   the body of :func:`make_source_globals`; :func:`use_source_globals` binds them to the
   module globals that the source's functions read (see issue 1);
 * the loop of ``sample_plot_image`` is :func:`source_sample_loop`, which returns the
-  images the source plots; the training loop is :func:`source_train`, which returns the
-  losses and samples the source prints and plots;
-* plotting helpers are left out, and torchvision is imported inside the one function that
-  needs it.
+  images the source plots and, if given a ``subplot`` function, calls it where the source
+  calls ``plt.subplot``, with the same arguments; the training loop is :func:`source_train`,
+  which returns the losses and samples the source prints and plots;
+* the other plotting calls and helpers are left out, and torchvision is imported inside the
+  one function that needs it.
 
 Timesteps: the source indexes its arrays by i = 0..T-1, which is the paper's t = i + 1
 (the book's ``NoiseSchedule`` is indexed by t = 1..T, with entry 0 for x_0).
@@ -437,8 +438,11 @@ def sample_timestep(x, t):
 
 
 @torch.no_grad()
-def source_sample_loop(IMG_SIZE, num_images=10):
+def source_sample_loop(IMG_SIZE, num_images=10, subplot=None):
     """The loop of the source's ``sample_plot_image`` without the plotting.
+
+    ``subplot``, if given, is called where the source calls ``plt.subplot``, with the same
+    arguments (rows, columns, panel), so that a caller can see where each image is drawn.
 
     Returns:
         (img, snapshots): the final image (1, 1, IMG_SIZE, IMG_SIZE) and a dict
@@ -458,9 +462,11 @@ def source_sample_loop(IMG_SIZE, num_images=10):
         # step changes its distribution (only x_0, or the estimate of x_0, lies in [-1, 1]).
         img = torch.clamp(img, -1.0, 1.0)
         if i % stepsize == 0:
-            # The source plots here: plt.subplot(1, num_images, int(i/stepsize)+1).
-            # SOURCE ISSUE 15: that puts step 270 in panel 10 and step 0 in panel 1, so the
-            # row reads from the finished digit back to noise, and x_T is never shown.
+            # The source calls plt.subplot here. SOURCE ISSUE 15: its panel puts step 270 in
+            # panel 10 and step 0 in panel 1, so the row reads from the finished digit back
+            # to noise, and x_T is never shown.
+            if subplot is not None:
+                subplot(1, num_images, int(i/stepsize)+1)
             snapshots[i] = img.detach().cpu()
     return img, snapshots
 

@@ -62,6 +62,27 @@ def test_eta_one_full_sequence_sampler_is_ddpm_sampler():
     torch.testing.assert_close(ddim, ddpm, rtol=1e-9, atol=1e-10)
 
 
+@pytest.mark.parametrize("make_schedule", [NoiseSchedule.linear, NoiseSchedule.cosine])
+def test_variance_scales_with_eta_squared(make_schedule):
+    """sigma^2 = eta^2 x (its eta = 1 value), for consecutive and for skipping steps; at
+    eta = 1 and s = t - 1 that value is beta-tilde_t."""
+    T = 100
+    schedule = make_schedule(T)
+    x_t = torch.randn(6, 1, 4, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    t = torch.tensor([2, 10, 100, 100, 50, 7])
+    t_prev = torch.tensor([1, 9, 99, 60, 10, 3])  # the first three consecutive, the others skipping
+
+    def model(x, s):  # the variance does not depend on the prediction
+        return torch.tanh(x)
+
+    variance = {eta: ddim_mean_variance(schedule, model, x_t, t, t_prev, eta=eta, clip_x0=False).variance.flatten()
+                for eta in (1.0, 0.5, 0.2)}
+    torch.testing.assert_close(variance[1.0][:3], schedule.posterior_variance[t[:3]], rtol=1e-12, atol=0)
+    assert bool((variance[1.0] > 0).all())
+    torch.testing.assert_close(variance[0.5], 0.25 * variance[1.0], rtol=1e-12, atol=0)
+    torch.testing.assert_close(variance[0.2], 0.04 * variance[1.0], rtol=1e-12, atol=0)
+
+
 @pytest.mark.parametrize("eta", [0.0, 0.5, 1.0])
 @pytest.mark.parametrize("num_steps", [1, 7, 50])
 def test_point_mass_is_recovered_exactly(eta, num_steps):

@@ -237,14 +237,48 @@ def test_issue8_parameter_count_by_formula(unet):
     assert sum(p.numel() for p in unet.parameters()) == expected == 62_437_601
 
 
+class _Stop(Exception):
+    """Raised by a hook to end a forward pass once the tensor of interest is seen."""
+
+
+def time_shift_added_by(block: src.Block, emb: torch.Tensor) -> torch.Tensor:
+    """What the source's Block.forward adds to h for the time embeddings ``emb`` (N, 32).
+
+    Measured, not recomputed: h after bnorm1 (hooked) is subtracted from h as it enters conv2
+    (hooked, and the pass stopped there). Returns (N, C, 2, 2), one row per embedding.
+    """
+    seen = {}
+
+    def enter_conv2(module, inputs):
+        seen["after"] = inputs[0]
+        raise _Stop
+
+    hooks = [block.bnorm1.register_forward_hook(lambda module, inputs, out: seen.__setitem__("before", out)),
+             block.conv2.register_forward_pre_hook(enter_conv2)]
+    x = torch.randn(1, block.conv1.in_channels, 2, 2, generator=torch.Generator().manual_seed(0))
+    try:
+        block(x, emb)
+    except _Stop:
+        pass
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return seen["after"] - seen["before"]
+
+
 def test_issue9_time_signal_is_nonnegative_and_absent_in_some_channels(unet):
-    with torch.no_grad():
-        emb = unet.time_mlp(torch.arange(300))  # (300, 32)
-        added = [blk.relu(blk.time_mlp(emb)) for blk in list(unet.downs) + list(unet.ups)]  # (300, C) each
-    assert all(float(a.min()) >= 0 for a in added)
-    silent = sum(int((a.max(dim=0).values == 0).sum()) for a in added)
+    unet.eval()
+    try:
+        with torch.no_grad():
+            emb = unet.time_mlp(torch.arange(300))  # (300, 32): the source's embedding of every i
+            shifts = [time_shift_added_by(blk, emb) for blk in list(unet.downs) + list(unet.ups)]
+    finally:
+        unet.train()
+    assert sum(s.shape[1] for s in shifts) == 2880
+    assert all(float(s.min()) >= 0 for s in shifts)  # the shift is never negative ...
+    assert sum(int((s > 0).any(dim=(0, 2, 3)).sum()) for s in shifts) > 2000  # ... and mostly present
+    silent = sum(int((s.amax(dim=(0, 2, 3)) == 0).sum()) for s in shifts)
     assert silent > 0  # measured: 173 of 2,880 channels get nothing at any t
-    assert sum(a.shape[1] for a in added) == 2880
 
 
 def test_issue10_first_up_block_concatenates_x_with_itself(unet):
@@ -308,13 +342,63 @@ def test_issue11_and_12_mnist_not_downloaded_and_test_set_merged(tmp_path, monke
 
 
 def test_issue15_plot_order_and_small_T(install):
-    install(T=300)
-    stepsize = int(300 / 10)
-    panels = [int(i / stepsize) + 1 for i in range(300)[::-1] if i % stepsize == 0]  # the source's subplot index
-    assert panels == list(range(10, 0, -1))  # step 270 first, in panel 10: the row reads right to left
+    install(T=300, model=zero_model)
+    calls = []
+    torch.manual_seed(11)
+    _, snapshots = src.source_sample_loop(8, subplot=lambda *args: calls.append(args))  # the source's plt.subplot args
+    steps = list(snapshots)  # in the order the loop draws them
+    assert steps == list(range(270, -1, -30))
+    assert calls == [(1, 10, panel) for panel in range(10, 0, -1)]
+    panel_of = {i: args[2] for i, args in zip(steps, calls)}
+    assert panel_of[0] == 1 and panel_of[270] == 10  # the finished image on the left: the row reads backwards
+    assert 299 not in snapshots  # x_T is never drawn
     install(T=5, model=zero_model)
     with pytest.raises(ZeroDivisionError):
         src.source_sample_loop(8)
+
+
+# ---------------------------------------------------------------- issue 14: the training recipe
+
+
+def test_issue14_training_recipe(install, unet, monkeypatch):
+    made = []
+
+    class RecordingAdam(torch.optim.Adam):
+        def __init__(self, params, **kwargs):
+            super().__init__(params, **kwargs)
+            made.append((self, kwargs))
+
+    clipped = []
+    monkeypatch.setattr(src, "Adam", RecordingAdam)
+    monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", lambda *args, **kwargs: clipped.append(args))
+    monkeypatch.setattr(torch.nn.utils, "clip_grad_value_", lambda *args, **kwargs: clipped.append(args))
+    model = CountingModel()
+    install(model=model)
+    data = TensorDataset(torch.rand(2 * 16, 1, 32, 32) * 2 - 1, torch.zeros(2 * 16))
+    loader = DataLoader(data, batch_size=16)
+    torch.manual_seed(12)
+    losses, _ = src.source_train(loader)  # the source's defaults
+    assert len(losses) == len(loader)  # one pass over the data (epochs = 1): 70,000 // 16 = 4,375 steps on MNIST
+    ((optimizer, kwargs),) = made
+    assert kwargs == {"lr": 0.001}  # Ho et al.: 2e-4
+    assert [group["lr"] for group in optimizer.param_groups] == [0.001]  # still, after training: no warm-up
+    assert optimizer.param_groups[0]["params"] == list(model.parameters())  # sampling uses these weights: no EMA
+    assert clipped == []  # no gradient clipping
+    assert not any(isinstance(m, torch.nn.Dropout) for m in unet.modules())  # no dropout
+
+
+# ---------------------------------------------------------------- issue 16: a comment
+
+
+def test_issue16_comment_says_variance_but_code_adds_the_standard_deviation(install):
+    g = install()
+    assert "# mean + variance" in inspect.getsource(src.forward_diffusion_sample)
+    x0, i = torch.full((4, 1, 8, 8), 0.5), torch.full((4,), 49)
+    torch.manual_seed(13)
+    x_t, noise = src.forward_diffusion_sample(x0, i)
+    std, var = g.sqrt_one_minus_alphas_cumprod[49], 1 - g.alphas_cumprod[49]
+    torch.testing.assert_close(x_t, g.sqrt_alphas_cumprod[49] * x0 + std * noise)  # the code is right
+    assert abs(float(std) - float(var)) > 0.2  # 0.288 against 0.083: the two readings differ
 
 
 # ---------------------------------------------------------------- checked, not a problem
