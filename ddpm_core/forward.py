@@ -93,5 +93,6 @@ def q_step(
     t = check_timesteps(t, schedule.T, x_prev.shape[0])
     if noise is None:
         noise = torch.randn(x_prev.shape, generator=generator, dtype=x_prev.dtype, device=x_prev.device)
+    check_floating("noise", noise)
     check_same_shape("x_prev", x_prev, "noise", noise)
     return extract(schedule.alphas.sqrt(), t, x_prev) * x_prev + extract(schedule.betas.sqrt(), t, x_prev) * noise

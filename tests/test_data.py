@@ -5,6 +5,7 @@ writes the offline digits in that same file format and checks that ``load_mnist`
 Colab run takes) turns them into exactly the tensors ``load_mnist_5k`` gives.
 """
 
+import hashlib
 import struct
 
 import pytest
@@ -76,3 +77,16 @@ def test_full_mnist_path_reads_torchvision_files_like_the_offline_digits(tmp_pat
 def test_bad_source_or_split_is_refused(call, message):
     with pytest.raises(ValueError, match=message):
         call()
+
+
+# sha256 of load_mnist_5k("test") (images float32 bytes + labels int64 bytes) at HEAD. A golden value,
+# deliberately: the shipped classifier (ddpm_core/assets) and every "held-out" number in the book
+# assume this exact split; a changed seed or shuffle keeps it balanced and disjoint (what the other
+# tests check) but silently moves training digits into the held-out set.
+TEST_SPLIT_SHA256 = "43b61e079ebbf0c70cff1253d4852214be14964239efbdc2b8055f4178292a3f"
+
+
+def test_test_split_is_pinned():
+    images, labels = load_mnist_5k("test")
+    digest = hashlib.sha256(images.numpy().tobytes() + labels.numpy().tobytes()).hexdigest()
+    assert digest == TEST_SPLIT_SHA256

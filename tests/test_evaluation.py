@@ -115,8 +115,10 @@ def test_fd_symmetric_nonnegative_and_accepts_tensors():
         assert d_ab == pytest.approx(d_ba, rel=1e-9)
         assert d_ab > 0
         assert frechet_distance(torch.from_numpy(a).float(), torch.from_numpy(b).float()) == pytest.approx(d_ab, rel=1e-4)
-    # Rank-deficient covariances (N < D) still give a finite, non-negative value.
-    assert frechet_distance(rng.standard_normal((3, 10)), rng.standard_normal((4, 10))) >= 0
+    # Rank-deficient covariances (N < D) still give a finite value (the function returns at least 0,
+    # so only finiteness and a positive distance between two different sets say anything).
+    d = frechet_distance(rng.standard_normal((3, 10)), rng.standard_normal((4, 10)))
+    assert math.isfinite(d) and d > 0
 
 
 def test_fd_bad_input():
@@ -286,3 +288,22 @@ def test_fd_grows_with_degradation(shipped, test_digits, train_digits):
     ref = classifier_outputs(test_images, shipped)[0]
     fds = [frechet_distance(classifier_outputs(x, shipped)[0], ref) for x in (real, noisy, pure)]
     assert fds[0] < fds[1] < fds[2]
+
+
+def test_quality_controls_use_the_right_image_sets():
+    """fd_real_floor compares real_b (not generated) with real_a; fd_noise compares N(0, 1) noise clipped
+    to [-1, 1] with real_a (the docstring's definitions). generated != real_b here, unlike
+    test_real_floor_far_below_noise, so a swap of the two sets shows."""
+    torch.manual_seed(0)
+    clf = DigitClassifier(ClassifierConfig(channels=(4, 8, 8), feature_dim=8)).eval()
+    g = torch.Generator().manual_seed(0)
+    real_a = torch.rand(60, 1, 32, 32, generator=g) * 2 - 1
+    real_b = torch.rand(40, 1, 32, 32, generator=g) * 2 - 1
+    generated = torch.rand(40, 1, 32, 32, generator=g) * 0.4 - 1  # dark images: far from real_a
+    report = quality_with_controls(generated, real_a, real_b, clf, generator=torch.Generator().manual_seed(5))
+    feats = lambda x: classifier_outputs(x, clf)[0]  # noqa: E731
+    noise = torch.randn(generated.shape, generator=torch.Generator().manual_seed(5)).clamp(-1, 1)
+    assert report["fd_real_floor"] == pytest.approx(frechet_distance(feats(real_b), feats(real_a)), rel=1e-9)
+    assert report["fd_noise"] == pytest.approx(frechet_distance(feats(noise), feats(real_a)), rel=1e-9)
+    assert report["fd"] == pytest.approx(frechet_distance(feats(generated), feats(real_a)), rel=1e-9)
+    assert report["fd"] > 2 * report["fd_real_floor"]  # the sets really differ, so a swap is visible

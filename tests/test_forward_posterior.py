@@ -5,6 +5,8 @@ Checked three ways: closed forms in float64, brute-force Gaussian conditioning o
 Timestep convention: the paper's t = 1..T; schedule arrays are indexed by t.
 """
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -237,3 +239,17 @@ def test_posterior_matches_regression_on_sampled_pairs(t):
     assert abs(float(slope) - coef2) < N_SE * float(se_slope)
     assert abs(float(b_bar) - float(mean_at_abar)) < N_SE * se_mean
     assert abs(float(resid_var) - beta_tilde) < N_SE * se_var
+
+
+def test_posterior_log_variance_is_clipped_at_t_equals_one():
+    """q_posterior_mean_variance returns the *clipped* log-variance: at t = 1, where beta-tilde_1 = 0,
+    it is log beta-tilde_2, not -inf. Closed form with alphabar_1 = 1 - beta_1,
+    alphabar_2 = (1 - beta_1)(1 - beta_2): beta-tilde_2 = beta_1 beta_2 / (1 - (1 - beta_1)(1 - beta_2))."""
+    s = NoiseSchedule.linear(40, 1e-3, 0.3)
+    b1, b2 = 1e-3, 1e-3 + (0.3 - 1e-3) / 39
+    bt2 = b1 * b2 / (1 - (1 - b1) * (1 - b2))
+    x = torch.zeros(2, 3, dtype=torch.float64)
+    _, var, log_var = q_posterior_mean_variance(s, x, x, torch.tensor([1, 2]))
+    assert float(var[0]) == 0.0 and float(var[1]) == pytest.approx(bt2, rel=1e-12)
+    assert float(log_var[0]) == pytest.approx(math.log(bt2), rel=1e-12)
+    assert float(log_var[1]) == pytest.approx(math.log(bt2), rel=1e-12)

@@ -82,13 +82,20 @@ def test_simple_loss_l1_and_l2():
     assert l2.shape == () and l1.shape == ()
 
 
-def test_simple_loss_draws_noise_reproducibly():
+def test_simple_loss_draws_standard_normal_noise_reproducibly():
     s = NoiseSchedule.linear(100, 1e-3, 0.2)
-    x0 = grid_images(4, 4)
+    x0 = torch.zeros(4000, 1, 4, 4, dtype=torch.float64)  # 64,000 noise values
     zero_model = lambda x_t, t: torch.zeros_like(x_t)  # noqa: E731
     a = simple_loss(s, zero_model, x0, 5, generator=torch.Generator().manual_seed(7))
     b = simple_loss(s, zero_model, x0, 5, generator=torch.Generator().manual_seed(7))
-    assert float(a) == float(b)
+    c = simple_loss(s, zero_model, x0, 5, generator=torch.Generator().manual_seed(8))
+    assert float(a) == float(b) and float(a) != float(c)
+    # With eps_theta = 0 the loss is the mean of eps^2: E = 1, SD of the mean = sqrt(2 / n).
+    n = x0.numel()
+    assert abs(float(a) - 1.0) < 4.5 * math.sqrt(2 / n)
+    # L1: E|eps| = sqrt(2 / pi), Var|eps| = 1 - 2 / pi.
+    l1 = simple_loss(s, zero_model, x0, 5, loss_type="l1", generator=torch.Generator().manual_seed(9))
+    assert abs(float(l1) - math.sqrt(2 / math.pi)) < 4.5 * math.sqrt((1 - 2 / math.pi) / n)
 
 
 def test_sample_timesteps_covers_1_to_T():

@@ -20,6 +20,7 @@ from ddpm_core import (
     posterior_mean_from_eps,
     predict_x0_from_eps,
     q_posterior_mean_variance,
+    vb_terms_bpd,
 )
 
 N_SE = 4.5  # Monte Carlo tolerance, in standard errors
@@ -229,3 +230,30 @@ def test_chain_with_gaussian_oracle_reproduces_the_data(variance):
         assert abs(M - m) < 1e-4 and abs(V - sd**2) < var_bias * sd**2, (d, M, V)
         assert abs(float(x[:, d].mean()) - m) < N_SE * sd / math.sqrt(n) + 1e-4, d
         assert abs(float(x[:, d].var()) - sd**2) < (N_SE * math.sqrt(2 / (n - 1)) + var_bias) * sd**2, d
+
+
+def test_defaults_are_the_papers_choices():
+    """Every sampler entry point defaults to sigma_t^2 = beta_t (Ho et al.'s choice) and clip_x0=True."""
+    s = NoiseSchedule.linear(20, 1e-3, 0.3)
+    model = lambda x, t: -x  # noqa: E731  implies x0_hat = x (1 + sqrt(1 - ab)) / sqrt(ab): outside [-1, 1]
+    x_t = torch.randn(64, 3, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    # p_mean_variance: variance is beta_5 from the linspace formula, and x0_hat is clipped.
+    out = p_mean_variance(s, model, x_t, 5)
+    beta_5 = 1e-3 + 4 * (0.3 - 1e-3) / 19
+    torch.testing.assert_close(out.variance.flatten(), torch.full((64,), beta_5, dtype=torch.float64))
+    assert float(out.pred_x0.abs().max()) == 1.0
+    # p_sample, p_sample_loop and vb_terms_bpd: default == explicit ("beta", True), != the alternatives.
+    def sample(**kw):
+        return p_sample(s, model, x_t, 5, generator=torch.Generator().manual_seed(1), **kw)
+
+    def loop(**kw):
+        return p_sample_loop(s, model, (64, 3), generator=torch.Generator().manual_seed(2), **kw)
+
+    def vb(**kw):
+        return vb_terms_bpd(s, model, x_t.clamp(-1, 1), x_t, torch.full((64,), 5), **kw)
+
+    for run in (sample, loop, vb):
+        default = run()
+        torch.testing.assert_close(default, run(variance="beta", clip_x0=True), rtol=0, atol=0)
+        assert not torch.allclose(default, run(variance="beta_tilde", clip_x0=True))
+        assert not torch.allclose(default, run(variance="beta", clip_x0=False))

@@ -7,8 +7,9 @@ import math
 
 import pytest
 import torch
+from torch.nn import functional as F
 
-from ddpm_core.unet import UNet, UNetConfig, count_parameters, sinusoidal_embedding
+from ddpm_core.unet import ResBlock, SelfAttention, UNet, UNetConfig, Upsample, count_parameters, sinusoidal_embedding
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -193,3 +194,51 @@ def test_config_is_frozen_keyword_only_and_round_trips():
 def test_unet_rejects_non_config():
     with pytest.raises(ValueError, match="config"):
         UNet({"base_channels": 8})
+
+
+def _perturbed(module, seed=0):
+    torch.manual_seed(seed)
+    with torch.no_grad():
+        for p in module.parameters():
+            p.add_(0.3 * torch.randn_like(p))
+    return module.eval()
+
+
+def test_self_attention_matches_torch_scaled_dot_product_attention():
+    """Single-head attention over H*W positions: softmax(q^T k / sqrt(C)) over the keys, checked against
+    torch's own F.scaled_dot_product_attention (independent of the einsum code)."""
+    C = 8
+    attn = _perturbed(SelfAttention(C, 4))
+    x = torch.randn(2, C, 4, 5, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        qkv = attn.qkv(attn.norm(x)).flatten(2)  # (B, 3C, HW): channels [q | k | v]
+        q, k, v = (qkv[:, i * C:(i + 1) * C].transpose(1, 2) for i in range(3))  # (B, HW, C) each
+        h = F.scaled_dot_product_attention(q, k, v)  # scale 1/sqrt(C), softmax over keys
+        expected = x + attn.proj(h.transpose(1, 2).reshape(x.shape))
+        torch.testing.assert_close(attn(x), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_resblock_follows_its_docstring():
+    """h = conv(SiLU(GN(x))) + Linear(SiLU(emb)); out = skip(x) + conv(SiLU(GN(h))) (dropout off)."""
+    blk = _perturbed(ResBlock(8, 16, 12, dropout=0.0, num_groups=4))
+    g = torch.Generator().manual_seed(2)
+    x, emb = torch.randn(2, 8, 6, 6, generator=g), torch.randn(2, 12, generator=g)
+    with torch.no_grad():
+        h = F.conv2d(F.silu(F.group_norm(x, 4, blk.norm1.weight, blk.norm1.bias)), blk.conv1.weight, blk.conv1.bias, padding=1)
+        h = h + F.linear(F.silu(emb), blk.emb_proj.weight, blk.emb_proj.bias)[:, :, None, None]
+        h = F.conv2d(F.silu(F.group_norm(h, 4, blk.norm2.weight, blk.norm2.bias)), blk.conv2.weight, blk.conv2.bias, padding=1)
+        expected = F.conv2d(x, blk.skip.weight, blk.skip.bias) + h
+        torch.testing.assert_close(blk(x, emb), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_upsample_is_nearest_neighbour():
+    up = Upsample(2)
+    with torch.no_grad():  # make the 3 x 3 conv the identity, to see the interpolation alone
+        up.conv.weight.zero_()
+        up.conv.bias.zero_()
+        for c in range(2):
+            up.conv.weight[c, c, 1, 1] = 1.0
+    x = torch.randn(1, 2, 3, 3, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        out = up(x)
+    torch.testing.assert_close(out, x.repeat_interleave(2, dim=2).repeat_interleave(2, dim=3), rtol=0, atol=1e-6)

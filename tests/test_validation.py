@@ -199,3 +199,24 @@ def test_model_output_with_wrong_shape_is_rejected():
 def test_x_T_with_wrong_shape_is_rejected():
     with pytest.raises(ValueError, match=r"^x_T must have shape \(3, 1, 2, 2\), got \(2, 1, 2, 2\)"):
         p_sample_loop(SCHEDULE, zero_model, (3, 1, 2, 2), x_T=torch.zeros(2, 1, 2, 2))
+
+
+def test_bool_tensor_timesteps_are_rejected():
+    # All-True passes the range check (True == 1), so only the dtype check can refuse it.
+    with pytest.raises(ValueError, match=r"^t must hold integer timesteps in 1\.\.10, got dtype torch.bool"):
+        check_timesteps(torch.tensor([True, True, True]), T, 3)
+    with pytest.raises(ValueError, match=r"^t must hold integer timesteps"):
+        q_sample(SCHEDULE, X, torch.tensor([True, True, True]))
+
+
+def test_integer_noise_is_rejected():
+    int_noise = torch.zeros(3, 1, 2, 2, dtype=torch.long)
+    with pytest.raises(ValueError, match=r"^noise must be a floating-point tensor .* got dtype torch.int64"):
+        q_sample(SCHEDULE, X, 1, noise=int_noise)
+    with pytest.raises(ValueError, match=r"^noise must be a floating-point tensor"):
+        simple_loss(SCHEDULE, zero_model, X, 1, noise=int_noise)
+
+
+def test_integer_noise_is_rejected_by_q_step():
+    with pytest.raises(ValueError, match=r"^noise must be a floating-point tensor"):
+        q_step(SCHEDULE, X, 1, noise=torch.zeros(3, 1, 2, 2, dtype=torch.long))
