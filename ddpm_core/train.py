@@ -111,6 +111,8 @@ class TrainConfig:
         min_snr_gamma: the cap gamma of ``"min_snr"``.
         seed: seed of the weights' initialisation, the data order and the noise.
         checkpoint_every: write a checkpoint every this many steps (0: only at the end).
+        keep_checkpoints: keep the run's first checkpoint (the autoguidance guide) and the
+            newest this many, deleting the others as new ones are written (0: keep all).
         log_every: append a line to metrics.jsonl every this many steps.
         sample_every: save a grid of EMA samples every this many steps (0: never).
         data: ``"offline"`` (the 4,500 training digits of :func:`ddpm_core.data.load_mnist_5k`)
@@ -140,6 +142,7 @@ class TrainConfig:
     min_snr_gamma: float = 5.0
     seed: int = 0
     checkpoint_every: int = 1000
+    keep_checkpoints: int = 0
     log_every: int = 100
     sample_every: int = 0
     data: Literal["offline", "mnist"] = "offline"
@@ -171,6 +174,7 @@ class TrainConfig:
             raise ValueError(f"min_snr_gamma must be a finite number > 0, got {self.min_snr_gamma!r}")
         _check_int("seed", self.seed, 0)
         _check_int("checkpoint_every", self.checkpoint_every, 0)
+        _check_int("keep_checkpoints", self.keep_checkpoints, 0)
         _check_int("log_every", self.log_every, 1)
         _check_int("sample_every", self.sample_every, 0)
         _check_choice("data", self.data, DATA_SOURCES)
@@ -202,7 +206,7 @@ class TrainConfig:
 
 # Fields a resumed session may set differently: they change when things are logged, saved,
 # previewed or compiled, and how long the run is, but not what one step computes.
-RESUMABLE_CHANGES = ("steps", "checkpoint_every", "log_every", "sample_every", "compile")
+RESUMABLE_CHANGES = ("steps", "checkpoint_every", "keep_checkpoints", "log_every", "sample_every", "compile")
 
 
 def make_schedule(cfg: TrainConfig) -> NoiseSchedule:
@@ -719,6 +723,9 @@ def train(
         }
         path = checkpoint_path(run_dir, at_step)
         _write_atomic(path, lambda tmp: torch.save(state, tmp))
+        if cfg.keep_checkpoints:
+            for old in list_checkpoints(run_dir)[1:-cfg.keep_checkpoints]:  # the first and the newest stay
+                old.unlink()
         return path
 
     net = torch.compile(model) if cfg.compile else model
@@ -985,6 +992,7 @@ def build_parser() -> argparse.ArgumentParser:
     train_flag("min_snr_gamma", type=float)
     train_flag("seed", type=int)
     train_flag("checkpoint_every", type=int)
+    train_flag("keep_checkpoints", type=int, help="keep the first checkpoint and the newest N (0: all)")
     train_flag("log_every", type=int)
     train_flag("sample_every", type=int)
     train_flag("data", choices=DATA_SOURCES)

@@ -212,6 +212,18 @@ def test_resume_may_change_what_does_not_change_the_weights(tmp_path, images):
     assert config_differences(TINY.to_dict(), replace(TINY, seed=1)) == ["seed: 0 != 1"]
 
 
+def test_keep_checkpoints_keeps_the_first_and_the_newest(tmp_path, images):
+    """With keep_checkpoints=2, a run checkpointing every step ends with steps 1 (the guide), 5
+    and 6 on disk, and trains exactly as the run that keeps them all."""
+    cfg = replace(TINY, checkpoint_every=1, keep_checkpoints=2)
+    kept = train(cfg, tmp_path / "kept", progress=False, images=images)
+    assert [p.name for p in list_checkpoints(tmp_path / "kept")] == ["step_0000001.pt", "step_0000005.pt", "step_0000006.pt"]
+    every = train(replace(cfg, keep_checkpoints=0), tmp_path / "all", progress=False, images=images)
+    assert len(list_checkpoints(tmp_path / "all")) == 6
+    a, b = checkpoint_tensors(kept.checkpoint), checkpoint_tensors(every.checkpoint)
+    assert all(torch.equal(a[name], b[name]) for name in a)
+
+
 def test_resume_skips_a_damaged_checkpoint_and_a_cut_metrics_line(tmp_path, images):
     """A session that died while its file system was writing: the newest checkpoint is cut short
     and the last line of metrics.jsonl is half written. Resuming warns, goes back to the checkpoint
@@ -372,7 +384,7 @@ def test_lr_cosine_decay():
         ("T", 0), ("schedule", "quadratic"), ("batch_size", 0), ("lr", 0.0), ("lr", math.inf),
         ("warmup_steps", -1), ("steps", 0), ("steps", 10.0), ("ema_decay", 1.0), ("grad_clip", -1.0),
         ("loss_type", "huber"), ("seed", -1), ("checkpoint_every", -1), ("log_every", 0),
-        ("sample_every", -1), ("data", "cifar"), ("amp", "fp8"), ("channels_last", 1),
+        ("sample_every", -1), ("keep_checkpoints", -1), ("data", "cifar"), ("amp", "fp8"), ("channels_last", 1),
         ("compile", "yes"), ("device", "mps"), ("model", {"base_channels": 8}),
         ("lr_decay", "step"), ("loss_weighting", "vlb"), ("min_snr_gamma", 0.0), ("min_snr_gamma", math.nan),
         ("optimizer", "sgd"), ("muon_lr", 0.0), ("muon_lr", math.inf),
