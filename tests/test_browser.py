@@ -453,6 +453,19 @@ def test_build_is_current(built_html):
     assert not stale, f"sources changed after the last build, rebuild the book:{_listing(stale)}"
 
 
+def test_source_listings_cite_equations_by_number(built_html):
+    """The docstrings that the chapters show cite equations as {eq}`label` and code as
+    :func:`name`; the book's listings show the number, linked, and the plain name instead."""
+    chapters = [p for p in PAGES if p.startswith("notebooks/")]
+    raw_roles, linked = [], 0
+    for page in chapters:
+        html = (built_html / (page + ".html")).read_text(encoding="utf-8")
+        raw_roles += [f"{page}: {m.group(0)}" for m in re.finditer(r"\{eq\}`[^`]*`|:(?:func|class|meth|attr|data|mod):`[^`]*`", html)]
+        linked += len(re.findall(r'<span class="sd">[^<]*<a class="reference internal" href="[^"]*#equation-[^"]+">\(\d+\.\d+\)</a>', html))
+    assert not raw_roles, f"roles left unrendered in the HTML:{_listing(raw_roles)}"
+    assert linked >= 10, f"only {linked} equation links inside docstrings of the source listings"
+
+
 @pytest.mark.parametrize("page", PAGES)
 def test_page_needs_no_network(visit, page):
     blocked = visit(page).blocked
