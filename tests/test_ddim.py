@@ -164,3 +164,30 @@ def test_rejects_bad_x_T_and_model_output():
         ddim_sample_loop(schedule, lambda x, t: x, (1, 1, 2, 2), 5, x_T=torch.zeros(1, 1, 3, 3))
     with pytest.raises(ValueError, match="model output"):
         ddim_sample_loop(schedule, lambda x, t: x[:, :, :1], (1, 1, 2, 2), 5)
+
+
+@pytest.mark.parametrize("clip_x0", [True, False])
+def test_sampler_forwards_clip_x0(clip_x0):
+    """clip_x0 reaches every step: at eta = 1 over 1..T the chain equals Algorithm 2 with the same
+    clip_x0, and the two settings give different images for this model."""
+    T = 20
+    schedule = NoiseSchedule.linear(T, beta_end=0.2)
+
+    def model(x, t):
+        return torch.tanh(0.7 * x + t[:, None, None, None] / T)
+
+    x_T = torch.randn(6, 1, 4, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    run = {clip: ddim_sample_loop(schedule, model, x_T.shape, num_steps=T, eta=1.0, x_T=x_T, clip_x0=clip,
+                                  generator=torch.Generator().manual_seed(1)) for clip in (True, False)}
+    ddpm = p_sample_loop(schedule, model, x_T.shape, variance="beta_tilde", x_T=x_T, clip_x0=clip_x0,
+                         generator=torch.Generator().manual_seed(1))
+    torch.testing.assert_close(run[clip_x0], ddpm, rtol=1e-9, atol=1e-10)
+    assert not torch.allclose(run[True], run[False])
+
+
+def test_timesteps_are_the_nearest_integers_to_the_even_grid():
+    """Entry i is T - i (T - 1) / (num_steps - 1) rounded to the nearest integer (not truncated)."""
+    for T, n in [(1000, 50), (1000, 999), (7, 3), (100, 33), (300, 7)]:
+        for i, s in enumerate(ddim_timesteps(T, n)):
+            assert abs(s - (T - i * (T - 1) / (n - 1))) <= 0.5, (T, n, i, s)
+    assert ddim_timesteps(1000, 50)[:3] == [1000, 980, 959]

@@ -6,6 +6,7 @@ Timestep convention: the paper's t = 1..T.
 
 import json
 import math
+import pickle
 import subprocess
 import sys
 from dataclasses import replace
@@ -26,6 +27,7 @@ from ddpm_core.train import (
     build_parser,
     config_differences,
     config_from_args,
+    export_checkpoint,
     list_checkpoints,
     load_checkpoint,
     load_model,
@@ -39,7 +41,7 @@ from ddpm_core.train import (
     train,
     training_step,
 )
-from ddpm_core.sample import main as sample_main
+from ddpm_core.sample import load_weights, main as sample_main
 from ddpm_core.unet import UNet, UNetConfig
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -657,3 +659,254 @@ def test_newton_schulz_on_a_batch_equals_one_matrix_at_a_time():
     G = torch.randn(3, 32, 144, generator=torch.Generator().manual_seed(1))
     batch = newton_schulz_orthogonalize(G)
     torch.testing.assert_close(batch, torch.stack([newton_schulz_orthogonalize(g) for g in G]), rtol=1e-4, atol=1e-5)
+
+
+# ----------------------------------------------------------------------------- from a mutation audit
+
+
+def test_ema_first_updates_follow_the_formula():
+    """theta_ema <- d_n theta_ema + (1 - d_n) theta, d_n = min(decay, (1 + n) / (10 + n)), after
+    each of the first updates, while the initial weights still weigh a lot (after 30 updates, as in
+    test_ema_matches_closed_form, both d and 1 - d give the same limit)."""
+    for decay in (0.9, 0.2):  # 0.2: the cap min(decay, .) bites from n = 2 on
+        model = torch.nn.Linear(2, 1)
+        ema = EMA(model, decay=decay)
+        expected = model.weight.detach().clone()
+        for n in range(12):
+            with torch.no_grad():
+                model.weight.fill_(float(n + 1))
+            d = min(decay, (1 + n) / (10 + n))
+            assert ema.current_decay() == pytest.approx(d)
+            ema.update(model)
+            expected = d * expected + (1 - d) * (n + 1)
+            torch.testing.assert_close(ema.shadow["weight"], expected)
+
+
+def test_ema_follows_the_optimizer_step_and_reaches_the_result(tmp_path, images):
+    """With ema_decay=0 every update copies the weights, so the EMA of the last checkpoint equals the
+    weights the last optimizer step made (an update before the step would lag one step); and
+    TrainResult.ema_model holds the EMA weights."""
+    result = train(replace(TINY, ema_decay=0.0), tmp_path, progress=False, images=images)
+    ckpt = load_checkpoint(result.checkpoint)
+    for name, value in ckpt["ema"]["shadow"].items():
+        assert torch.equal(value, ckpt["model"][name]), name
+    for run_cfg, folder in ((replace(TINY, ema_decay=0.0), tmp_path), (TINY, tmp_path / "default")):
+        result = train(run_cfg, folder, progress=False, images=images)
+        shadow = load_checkpoint(result.checkpoint)["ema"]["shadow"]
+        for name, p in result.ema_model.named_parameters():
+            assert torch.equal(p.detach(), shadow[name]), name
+
+
+def test_train_uses_its_configuration_at_every_step(tmp_path, images, monkeypatch):
+    """Step n runs at lr_at(n) (times muon_lr / lr for the Muon group) with the configured loss,
+    weighting, gamma and clipping; metrics.jsonl logs the same rate."""
+    import ddpm_core.train as train_module
+
+    seen = []
+
+    def recording_step(model, schedule, optimizer, x0, **kwargs):
+        seen.append(([g["lr"] for g in optimizer.param_groups], kwargs))
+        return training_step(model, schedule, optimizer, x0, **kwargs)
+
+    monkeypatch.setattr(train_module, "training_step", recording_step)
+    cfg = replace(TINY, optimizer="muon", muon_lr=0.02, warmup_steps=2, lr_decay="cosine", log_every=1,
+                  loss_type="l1", loss_weighting="min_snr", min_snr_gamma=2.0, grad_clip=0.5)
+    train(cfg, tmp_path, progress=False, images=images)
+    assert len(seen) == cfg.steps
+    for n, (lrs, kwargs) in enumerate(seen, start=1):
+        assert lrs == pytest.approx([lr_at(n, cfg) * cfg.muon_lr / cfg.lr, lr_at(n, cfg)]), n
+        assert (kwargs["loss_type"], kwargs["loss_weighting"], kwargs["min_snr_gamma"], kwargs["grad_clip"]) == \
+            ("l1", "min_snr", 2.0, 0.5)
+    rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [r["lr"] for r in rows] == pytest.approx([lr_at(n, cfg) for n in range(1, cfg.steps + 1)])
+
+
+def test_gradient_clipping_bounds_the_step(images):
+    """SGD at lr 1 moves the weights by the gradient clipped to norm grad_clip."""
+    schedule = NoiseSchedule.linear(50)
+    torch.manual_seed(0)
+    model = UNet(replace(TINY_NET, dropout=0.0))
+    before = [p.detach().clone() for p in model.parameters()]
+    optimizer = torch.optim.SGD(model.parameters(), lr=1.0)
+    training_step(model, schedule, optimizer, images[:4], grad_clip=1e-3)
+    moved = torch.cat([(p.detach() - b).flatten() for p, b in zip(model.parameters(), before)])
+    assert float(moved.norm()) == pytest.approx(1e-3, rel=1e-3)
+
+
+def test_gradient_scaler_unscales_before_clipping(images):
+    """With a finite power-of-two scale and no overflow, the scaled step equals the unscaled one:
+    the clipping threshold applies to the true gradient, not to scale * gradient."""
+    schedule = NoiseSchedule.linear(50)
+    after = []
+    for scaler in (None, torch.amp.GradScaler("cpu", init_scale=2.0**10)):
+        torch.manual_seed(0)
+        model = UNet(replace(TINY_NET, dropout=0.0))
+        optimizer = torch.optim.SGD(model.parameters(), lr=1.0)
+        torch.manual_seed(1)
+        training_step(model, schedule, optimizer, images[:4], grad_clip=1e-3, scaler=scaler)
+        after.append(torch.cat([p.detach().flatten() for p in model.parameters()]))
+    torch.testing.assert_close(after[1], after[0], rtol=1e-6, atol=1e-9)
+
+
+def test_training_step_refuses_an_infinite_gradient_and_leaves_weights():
+    """Without a scaler, a finite loss with an infinite gradient stops before the optimizer step."""
+
+    class SqrtModel(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.zeros(()))
+
+        def forward(self, x, t):
+            return x * 0 + self.w.sqrt()  # output 0, derivative +inf at w = 0
+
+    model = SqrtModel()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    with pytest.raises(NonFiniteLossError, match="gradient norm"):
+        training_step(model, NoiseSchedule.linear(50), optimizer, torch.zeros(2, 1, 4, 4), grad_clip=0.0)
+    assert float(model.w.detach()) == 0.0
+
+
+def test_running_a_finished_run_again_changes_nothing(tmp_path, images):
+    """Re-running the command of a finished run (a notebook run twice) loads its last checkpoint
+    and returns it, writing nothing."""
+    first = train(TINY, tmp_path, progress=False, images=images)
+    files = {p.name: p.read_bytes() for p in (tmp_path / "checkpoints").iterdir()}
+    metrics = (tmp_path / "metrics.jsonl").read_text()
+    again = train(TINY, tmp_path, progress=False, images=images)
+    assert again.step == TINY.steps and again.checkpoint == first.checkpoint
+    assert again.final_loss == first.final_loss
+    assert {p.name: p.read_bytes() for p in (tmp_path / "checkpoints").iterdir()} == files
+    assert (tmp_path / "metrics.jsonl").read_text() == metrics
+    for a, b in zip(first.ema_model.state_dict().values(), again.ema_model.state_dict().values()):
+        assert torch.equal(a, b)
+
+
+def test_resume_may_change_keep_checkpoints(tmp_path, images):
+    """keep_checkpoints is in RESUMABLE_CHANGES: a resumed session may start pruning."""
+    train(replace(TINY, steps=3, checkpoint_every=1), tmp_path, progress=False, images=images)
+    result = train(replace(TINY, checkpoint_every=1, keep_checkpoints=1), tmp_path, progress=False, images=images)
+    assert result.step == 6
+    assert [p.name for p in list_checkpoints(tmp_path)] == ["step_0000001.pt", "step_0000006.pt"]
+
+
+def test_config_differences_reads_missing_network_fields_as_defaults():
+    """A checkpoint written before a UNetConfig field existed resumes as if it held the default."""
+    saved = TINY.to_dict()
+    del saved["model"]["image_size"]  # TINY_NET leaves it at its default
+    assert config_differences(saved, TINY) == []
+    assert config_differences(saved, replace(TINY, model=replace(TINY_NET, image_size=16))) == ["model.image_size: 32 != 16"]
+
+
+def _touch(path):  # module level, so that pickle refers to it by name
+    Path(path).touch()
+
+
+class _RunsCodeWhenUnpickled:
+    def __init__(self, path):
+        self.path = path
+
+    def __reduce__(self):
+        return _touch, (self.path,)
+
+
+def test_a_checkpoint_holding_pickled_code_is_refused_not_run(tmp_path, images):
+    """weights_only=True: a checkpoint that would call a function when unpickled is not read, by
+    load_checkpoint, by a resumed train() or by the sampler, and the function never runs."""
+    train(replace(TINY, steps=3), tmp_path, progress=False, images=images)
+    (path,) = list_checkpoints(tmp_path)
+    marker = tmp_path / "code_ran"
+    ckpt = load_checkpoint(path)
+    ckpt["payload"] = _RunsCodeWhenUnpickled(str(marker))
+    torch.save(ckpt, path)
+    with pytest.raises(pickle.UnpicklingError):
+        load_checkpoint(path)
+    with pytest.warns(UserWarning, match="skipping checkpoint"), pytest.raises(ValueError, match="can be read"):
+        train(TINY, tmp_path, progress=False, images=images)
+    with pytest.raises(pickle.UnpicklingError):
+        load_weights(path)
+    assert not marker.exists()
+
+
+def test_muon_step_is_the_formula():
+    """M <- mu M + (1 - mu) G, D = (1 - mu) G + mu M (Nesterov), W <- W - lr sqrt(max(1, out/in)) NS(D),
+    over two steps, for a tall matrix, a wide one and a convolution's filters (out, in * k * k)."""
+    gen = torch.Generator().manual_seed(0)
+    mu, lr = 0.95, 0.02
+    for shape in ((12, 4), (4, 12), (6, 2, 3, 3)):
+        W = torch.nn.Parameter(torch.randn(*shape, generator=gen))
+        expected, M = W.detach().clone(), torch.zeros(shape)
+        opt = Muon([{"params": [W], "use_muon": True, "lr": lr}], momentum=mu)
+        for _ in range(2):
+            G = torch.randn(*shape, generator=gen)
+            W.grad = G.clone()
+            opt.step()
+            M = mu * M + (1 - mu) * G
+            D = ((1 - mu) * G + mu * M).reshape(shape[0], -1)
+            scale = max(1.0, D.shape[0] / D.shape[1]) ** 0.5
+            expected = expected - lr * scale * newton_schulz_orthogonalize(D).view(shape)
+        torch.testing.assert_close(W.detach(), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_exported_and_sampled_weights_are_the_ema(tmp_path, images):
+    """export_checkpoint and sample.load_weights (run folder: its newest checkpoint; a .pt file)
+    give the EMA weights of the checkpoint, not the raw ones, nor another checkpoint's."""
+    run = tmp_path / "run"
+    train(TINY, run, progress=False, images=images)
+    first, newest = list_checkpoints(run)
+    export_checkpoint(newest, tmp_path / "w.safetensors")
+    exported, info = load_model(tmp_path / "w.safetensors")
+    assert info["steps"] == TINY.steps and info["train_config"] == TINY.to_dict()
+    for net, ckpt_path in ((exported, newest), (load_weights(run)[0], newest), (load_weights(first)[0], first)):
+        ckpt = load_checkpoint(ckpt_path)
+        assert not all(torch.equal(ckpt["ema"]["shadow"][n], ckpt["model"][n]) for n in ckpt["ema"]["shadow"])
+        for name, p in net.named_parameters():
+            assert torch.equal(p.detach(), ckpt["ema"]["shadow"][name]), (ckpt_path.name, name)
+
+
+@pytest.mark.skipif(not PRETRAINED.exists(), reason="no shipped weights")
+def test_sample_command_line_passes_eta_and_checks_n(tmp_path):
+    """--eta reaches the DDIM sampler (default 1); --n < 1 is refused with the flag's name."""
+    from ddpm_core.ddim import ddim_sample_loop
+
+    model, schedule = load_pretrained()
+    common = ["--n", "2", "--num-steps", "3", "--out", str(tmp_path / "s.png")]
+    for flags, eta in (([], 1.0), (["--eta", "0"], 0.0), (["--eta", "0.5"], 0.5)):
+        expected = ddim_sample_loop(schedule, model, (2, 1, 32, 32), num_steps=3, eta=eta,
+                                    generator=torch.Generator().manual_seed(0))
+        torch.testing.assert_close(sample_main(common + flags), expected, rtol=0, atol=1e-6)
+    with pytest.raises(ValueError, match="--n must be >= 1"):
+        sample_main(["--n", "0", "--out", str(tmp_path / "x.png")])
+    assert not (tmp_path / "x.png").exists()
+
+
+def test_sample_refuses_a_guide_with_another_schedule(tmp_path):
+    torch.manual_seed(0)
+    model = UNet(TINY_NET)
+    save_model(model, TINY_NET, tmp_path / "w.safetensors", {"train_config": TINY.to_dict()})
+    save_model(model, TINY_NET, tmp_path / "g.safetensors", {"train_config": replace(TINY, schedule="cosine").to_dict()})
+    with pytest.raises(ValueError, match="--guide was trained with another noise schedule"):
+        sample_main(["--weights", str(tmp_path / "w.safetensors"), "--guide", str(tmp_path / "g.safetensors"),
+                     "--guidance", "2", "--n", "1", "--num-steps", "2", "--out", str(tmp_path / "x.png")])
+
+
+def test_non_finite_weights_after_a_finite_loss_are_not_checkpointed(tmp_path, images, monkeypatch):
+    """A step whose loss was finite can still leave a non-finite weight (an overflowing update,
+    simulated here after step 6). The run stops instead of writing that checkpoint; step 3's stays
+    the newest."""
+    import ddpm_core.train as train_module
+
+    losses = []
+
+    def overflowing_step(model, schedule, optimizer, x0, **kwargs):
+        losses.append(training_step(model, schedule, optimizer, x0, **kwargs))
+        if len(losses) == TINY.steps:
+            with torch.no_grad():
+                next(model.parameters()).view(-1)[0] = math.inf
+        return losses[-1]
+
+    monkeypatch.setattr(train_module, "training_step", overflowing_step)
+    with pytest.raises(NonFiniteLossError, match="non-finite weights at step 6"):
+        train(TINY, tmp_path, progress=False, images=images)
+    assert all(math.isfinite(loss) for loss in losses)
+    assert [p.name for p in list_checkpoints(tmp_path)] == ["step_0000003.pt"]
+    assert not list((tmp_path / "checkpoints").glob("*.tmp"))
