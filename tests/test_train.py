@@ -66,6 +66,12 @@ def checkpoint_tensors(path) -> dict[str, torch.Tensor]:
     return out
 
 
+def assert_same_weights(path_a, path_b) -> None:
+    """Two checkpoints hold the same tensors, weights and EMA weights, to the last bit."""
+    a, b = checkpoint_tensors(path_a), checkpoint_tensors(path_b)
+    assert a.keys() == b.keys() and all(torch.equal(a[name], b[name]) for name in a)
+
+
 def assert_whole_and_resumed_runs_agree(cfg: TrainConfig, tmp_path: Path, images: torch.Tensor):
     """cfg.steps steps in one run == 3 steps, stop, resume to cfg.steps: torch.equal on every tensor.
 
@@ -74,9 +80,8 @@ def assert_whole_and_resumed_runs_agree(cfg: TrainConfig, tmp_path: Path, images
     one = train(cfg, tmp_path / "one", progress=False, images=images)
     train(replace(cfg, steps=3), tmp_path / "two", progress=False, images=images)
     two = train(cfg, tmp_path / "two", progress=False, images=images)
-    a, b = checkpoint_tensors(one.checkpoint), checkpoint_tensors(two.checkpoint)
-    assert a.keys() == b.keys() and all(torch.equal(a[name], b[name]) for name in a)
-    first = checkpoint_tensors(list_checkpoints(tmp_path / "two")[0])
+    assert_same_weights(one.checkpoint, two.checkpoint)
+    first, b = checkpoint_tensors(list_checkpoints(tmp_path / "two")[0]), checkpoint_tensors(two.checkpoint)
     assert not all(torch.equal(first[n], b[n]) for n in b)  # the test could not pass with a frozen model
     return one, two
 
@@ -197,8 +202,7 @@ def test_previews_change_nothing_and_resume_bit_identically(tmp_path, images):
     one, _ = assert_whole_and_resumed_runs_agree(cfg, tmp_path, images)
     assert sorted(p.name for p in (tmp_path / "one" / "samples").iterdir()) == ["step_0000003.png", "step_0000006.png"]
     without = train(replace(cfg, sample_every=0), tmp_path / "no_previews", progress=False, images=images)
-    a, b = checkpoint_tensors(one.checkpoint), checkpoint_tensors(without.checkpoint)
-    assert all(torch.equal(a[name], b[name]) for name in a)
+    assert_same_weights(one.checkpoint, without.checkpoint)
 
 
 def test_resume_may_change_what_does_not_change_the_weights(tmp_path, images):
@@ -207,8 +211,7 @@ def test_resume_may_change_what_does_not_change_the_weights(tmp_path, images):
     train(replace(TINY, steps=3), tmp_path / "split", progress=False, images=images)
     other = replace(TINY, log_every=1, checkpoint_every=1, sample_every=2)
     resumed = train(other, tmp_path / "split", progress=False, images=images)
-    a, b = checkpoint_tensors(whole.checkpoint), checkpoint_tensors(resumed.checkpoint)
-    assert all(torch.equal(a[name], b[name]) for name in a)
+    assert_same_weights(whole.checkpoint, resumed.checkpoint)
     assert [p.name for p in list_checkpoints(tmp_path / "split")][-3:] == [f"step_000000{i}.pt" for i in (4, 5, 6)]
     assert config_differences(TINY.to_dict(), replace(TINY, compile=True)) == []
     assert config_differences(TINY.to_dict(), replace(TINY, seed=1)) == ["seed: 0 != 1"]
@@ -222,8 +225,7 @@ def test_keep_checkpoints_keeps_the_first_and_the_newest(tmp_path, images):
     assert [p.name for p in list_checkpoints(tmp_path / "kept")] == ["step_0000001.pt", "step_0000005.pt", "step_0000006.pt"]
     every = train(replace(cfg, keep_checkpoints=0), tmp_path / "all", progress=False, images=images)
     assert len(list_checkpoints(tmp_path / "all")) == 6
-    a, b = checkpoint_tensors(kept.checkpoint), checkpoint_tensors(every.checkpoint)
-    assert all(torch.equal(a[name], b[name]) for name in a)
+    assert_same_weights(kept.checkpoint, every.checkpoint)
 
 
 def test_resume_skips_a_damaged_checkpoint_and_a_cut_metrics_line(tmp_path, images):
@@ -238,8 +240,7 @@ def test_resume_skips_a_damaged_checkpoint_and_a_cut_metrics_line(tmp_path, imag
         f.write('{"step": 7, "lo')
     with pytest.warns(UserWarning, match="skipping checkpoint .*step_0000006.pt"):
         resumed = train(TINY, tmp_path / "cut", progress=False, images=images)
-    a, b = checkpoint_tensors(whole.checkpoint), checkpoint_tensors(resumed.checkpoint)
-    assert all(torch.equal(a[name], b[name]) for name in a)
+    assert_same_weights(whole.checkpoint, resumed.checkpoint)
     rows = [json.loads(line) for line in (tmp_path / "cut" / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == [2, 4, 6]  # the cut line and the rows after step 3 are gone
     # With no readable checkpoint left, the run is not started over silently.
