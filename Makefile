@@ -1,14 +1,22 @@
 # Two commands do all the setup on a fresh machine:
 #   make book   builds the HTML book into _build/html (creates .venv first if needed)
 #   make test   runs the whole suite: unit tests, nbval over every chapter, a warning-free
-#               book build and the browser test of the built book
+#               book build and the browser test of the built book; then nbval over every
+#               chapter again, with the floating-point kernels of another CPU
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 CHROMIUM ?= /usr/bin/chromium
 
-.PHONY: book test build-strict notebooks browser clean
+.PHONY: book test test-other-cpu build-strict notebooks browser clean
+
+NBVAL := $(BIN)/python -m pytest --nbval --nbval-sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider
+
+# The kernels of an x86-64 CPU without AVX-512 or AMX (PyTorch's portable ATen kernels, oneDNN and
+# MKL capped at AVX2), emulated on whatever CPU runs the tests: the chapters' stored outputs must
+# come out the same on a CPU other than the one that executed them.
+OTHER_CPU := ATEN_CPU_CAPABILITY=default ONEDNN_MAX_CPU_ISA=AVX2 MKL_ENABLE_INSTRUCTIONS=AVX2
 
 $(STAMP): requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,7 +36,11 @@ build-strict: $(STAMP)
 	$(BIN)/jupyter-book build . --path-output . --all -W --keep-going
 
 test: $(STAMP) $(CHROMIUM) build-strict
-	$(BIN)/python -m pytest --nbval --nbval-sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider
+	$(NBVAL)
+	$(MAKE) test-other-cpu
+
+test-other-cpu: $(STAMP)
+	$(OTHER_CPU) $(NBVAL) notebooks
 
 # Re-execute every chapter in place (after changing ddpm_core or a chapter), then commit.
 # `jupyter execute` is nbclient's, which the book's requirements install (nbconvert is not among them).

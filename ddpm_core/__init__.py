@@ -25,7 +25,7 @@ from .unet import UNet, UNetConfig, count_parameters, sinusoidal_embedding
 from .ddim import ddim_sample_loop, ddim_timesteps
 from .guidance import Autoguided
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = [
     "NoiseSchedule",

@@ -1,7 +1,8 @@
 """The book's structure and configuration hold together (fast, no browser, no build).
 
 - The repository URL lives in one place (``_config.yml``); every chapter's Colab setup cell
-  installs ddpm_core from exactly that URL and branch, and all setup cells are identical.
+  installs the release of ddpm_core it was run with (the tag v<version>) from exactly that URL,
+  and all setup cells are identical.
 - ``_toc.yml`` and ``notebooks/`` agree; chapters are committed executed, without errors.
 - Every equation label that ddpm_core cites is defined in the book, and defined once.
 - The pins that keep the book building: Jupyter Book 1.x, stored outputs, offline MathJax.
@@ -13,6 +14,7 @@ import json
 import os
 import re
 from collections import Counter
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -133,11 +135,28 @@ def test_setup_cell_installs_from_the_config_repository(path):
         f"{path.name}: the first code cell (Colab setup) must be tagged remove-cell"
     )
     assert '"google.colab" in sys.modules' in source, f"{path.name}: the setup cell must act only on Colab"
-    expected = f"git+{config['url']}@{config['branch']}"
+    expected = f"git+{config['url']}@v{{DDPM_CORE}}"  # the release tag of the version below
     installs = re.findall(r"git\+[^\s\"'@]+@[^\s\"']+", source)
     assert installs == [expected], (
         f"{path.name}: the setup cell must install from exactly {expected} (from _config.yml), found {installs}"
     )
+    pinned = re.findall(r'DDPM_CORE = "([^"]+)"', source)
+    assert pinned == [package_version()], (
+        f"{path.name}: the setup cell must install the ddpm_core the chapter was run with, "
+        f"{package_version()}, found {pinned}"
+    )
+    assert "dependency conflicts" in source, f"{path.name}: the setup cell must fail when pip reports a conflict"
+
+
+def package_version() -> str:
+    """ddpm_core's version, which pyproject.toml and ddpm_core.__version__ must agree on."""
+    import ddpm_core
+
+    declared = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]["version"]
+    assert declared == ddpm_core.__version__, (
+        f"pyproject.toml says version {declared}, ddpm_core.__version__ is {ddpm_core.__version__}"
+    )
+    return declared
 
 
 def test_setup_cells_are_identical():
@@ -264,7 +283,7 @@ def test_equations_cited_by_ddpm_core_are_defined():
 
 def test_config_pins():
     config = load_config()
-    assert config["repository"]["branch"] == "main", "repository.branch must be main (the setup cells install from it)"
+    assert config["repository"]["branch"] == "main", "repository.branch must be main (the launch buttons open it)"
     assert config["execute"]["execute_notebooks"] == "off", (
         "the book must render the committed outputs (execute_notebooks: off)"
     )
