@@ -7,11 +7,18 @@
 * The chapters show ``ddpm_core``'s source (``show_source``), whose docstrings cite the book's
   equations as MyST roles, {eq}`label`, and name code as :func:`name`. In the listings of the
   HTML book the first become the equation's number, linked to it, and the second plain names.
+* The Colab launch button opens the chapter's Colab edition, ``colab/<chapter>.ipynb`` (written
+  by ``book/colab_edition.py``), instead of the chapter notebook, whose MyST markup Colab
+  would show raw.
 """
 
 import re
+from pathlib import Path
 
 from docutils import nodes
+from sphinx.util import logging
+
+LOGGER = logging.getLogger(__name__)
 
 EQ_ROLE = re.compile(r"\{eq\}`([^`<>]+)`")
 CODE_ROLE = re.compile(r":(?:func|class|meth|attr|data|mod):`(~?)([^`<>]+)`")
@@ -53,8 +60,27 @@ def _resolve_roles_in_listings(app, doctree, docname):
         raw.replace_self(nodes.raw("", text, format=raw["format"]))
 
 
+def _colab_edition_button(app, pagename, templatename, context, doctree):
+    """Point the Colab launch button at ``colab/<name>.ipynb`` where that edition exists.
+
+    sphinx-book-theme's ``add_launch_buttons`` (html-page-context, priority 501) links
+    ``<colab_url>/github/<org>/<repo>/blob/<branch>/<path_to_book><pagename>.ipynb``; this
+    handler runs after it and swaps the last part for the edition's path.
+    """
+    edition, chapter = f"colab/{Path(pagename).name}.ipynb", f"{pagename}.ipynb"
+    if not (Path(app.srcdir) / edition).is_file():
+        return
+    groups = [g for g in context.get("header_buttons", []) if g.get("label") == "launch-buttons"]
+    for button in (b for g in groups for b in g.get("buttons", []) if b.get("text") == "Colab"):
+        if button["url"].endswith(chapter):
+            button["url"] = button["url"].removesuffix(chapter) + edition
+        else:
+            LOGGER.warning(f"the Colab button of {pagename} links {button['url']}, not {chapter}")
+
+
 def setup(app):
     app.set_html_assets_policy("always")
     app.connect("html-page-context", _dedupe_scripts)
     app.connect("doctree-resolved", _resolve_roles_in_listings)
+    app.connect("html-page-context", _colab_edition_button, priority=600)
     return {"parallel_read_safe": True, "parallel_write_safe": True}
