@@ -3,6 +3,12 @@
 A :class:`Scrubber` is a slider over precomputed frames (PNG images) with a play button.
 It is plain HTML and a few lines of JavaScript with no dependencies, so the same output
 moves live in Jupyter and Colab and in the static HTML book, where no kernel runs.
+
+Where its script does not run (JupyterLab and Notebook 7 drop the scripts of a notebook they
+have not trusted, e.g. one cloned and opened without running it), the scrubber still shows
+its first frame with the slider and play button greyed out, a note saying how to make it
+move, and every frame at half size under a ``<details>``; the script enables the controls and
+removes the note and the strip, so where it runs the scrubber looks as it always did.
 """
 
 from __future__ import annotations
@@ -83,6 +89,7 @@ _SCRUBBER_JS = """
   var frames = JSON.parse(root.querySelector('.ddpm-scrubber-data').textContent);
   var img = root.querySelector('img'), slider = root.querySelector('input[type=range]');
   var label = root.querySelector('.ddpm-scrubber-label'), play = root.querySelector('button');
+  var still = root.querySelector('.ddpm-scrubber-still');
   var timer = null;
   function show(i) {
     slider.value = i;
@@ -100,9 +107,44 @@ _SCRUBBER_JS = """
       if (next === frames.images.length - 1) { clearInterval(timer); timer = null; play.textContent = '\\u25B6 play'; }
     }, 1000 / FPS);
   });
+  slider.disabled = false;
+  play.disabled = false;
   show(+slider.value);
+  if (still) still.parentNode.removeChild(still);
 })();
 """
+
+# Shown only where the script did not run (the script removes it), above all in JupyterLab 4 and
+# Notebook 7, which run no scripts in the stored outputs of a notebook they have not trusted.
+# Their sanitizer keeps this markup: class, inline styles (but image-rendering), disabled,
+# <details>, <figure> and data: images; it drops the scripts, data-*, id, hidden and aria-*.
+_STILL_NOTE = (
+    "The slider is still because Jupyter runs no scripts in a notebook it has not trusted. "
+    "Trust the notebook (JupyterLab: View \u203a Activate Command Palette \u203a Trust Notebook; "
+    "Notebook 7: File \u203a Trust Notebook) or run its cells, and it moves."
+)
+
+
+def _thumbnail_png(frame: bytes, scale: float) -> bytes:
+    """A smaller copy of a PNG frame for the script-free strip.
+
+    Pixel grids (grey or RGB, from :func:`png_bytes`) keep the nearest pixels (every other one
+    at half size), so noise keeps its contrast; figures (matplotlib's RGBA) are smoothed onto
+    white and stored with 64 colours.
+    """
+    from PIL import Image
+
+    image = Image.open(io.BytesIO(frame))
+    size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+    if image.mode in ("L", "RGB"):
+        small = image.resize(size, Image.NEAREST)
+    else:
+        rgba = image.convert("RGBA")
+        flat = Image.alpha_composite(Image.new("RGBA", rgba.size, "white"), rgba).convert("RGB")
+        small = flat.resize(size, Image.LANCZOS).quantize(64)
+    buffer = io.BytesIO()
+    small.save(buffer, format="PNG", optimize=True)
+    return buffer.getvalue()
 
 
 class Scrubber:
@@ -115,6 +157,9 @@ class Scrubber:
         width: displayed width of the picture in CSS pixels (pixel art is scaled without blur).
         fps: frames per second of the play button.
         start: index of the frame shown first.
+        strip_scale: size of the frames in the strip shown where the script does not run,
+            relative to the frames (0.5: half width and height); None leaves the strip out
+            (the note stays).
     """
 
     def __init__(
@@ -125,6 +170,7 @@ class Scrubber:
         width: int | None = None,
         fps: int = 8,
         start: int = 0,
+        strip_scale: float | None = 0.5,
     ):
         if len(frames) == 0:
             raise ValueError("frames must hold at least one PNG image")
@@ -132,9 +178,36 @@ class Scrubber:
             raise ValueError(f"labels must have one entry per frame ({len(frames)}), got {len(labels)}")
         if not 0 <= start < len(frames):
             raise ValueError(f"start must be in 0..{len(frames) - 1}, got {start}")
+        if strip_scale is not None and not 0 < strip_scale <= 1:
+            raise ValueError(f"strip_scale must be in (0, 1] or None, got {strip_scale}")
         self.frames = list(frames)
         self.labels = [str(label) for label in labels]
         self.title, self.width, self.fps, self.start = title, width, fps, start
+        self.strip_scale = strip_scale
+
+    def _still_html(self) -> str:
+        """The note and the strip of every frame, for where the script does not run."""
+        note = f'<div class="ddpm-scrubber-note" style="font-size:0.85em;margin-top:0.3em">{html.escape(_STILL_NOTE)}</div>'
+        if self.strip_scale is None:
+            return f'<div class="ddpm-scrubber-still">{note}</div>'
+        # As wide as the picture times strip_scale: pixel art shown zoomed (width) is zoomed here too.
+        width = f"width:{round(self.width * self.strip_scale)}px;image-rendering:pixelated;" if self.width else ""
+        figures = "".join(
+            '<figure style="margin:0">'
+            f'<img alt="{html.escape(label)}" src="data:image/png;base64,'
+            f'{base64.b64encode(_thumbnail_png(frame, self.strip_scale)).decode("ascii")}" style="{width}display:block"/>'
+            f'<figcaption style="font-family:monospace;font-size:0.8em">{html.escape(label)}</figcaption>'
+            "</figure>"
+            for frame, label in zip(self.frames, self.labels)
+        )
+        size = "half" if self.strip_scale == 0.5 else f"{self.strip_scale:g} times the"
+        return (
+            f'<div class="ddpm-scrubber-still">{note}'
+            '<details class="ddpm-scrubber-strip" style="font-size:0.85em;margin-top:0.3em">'
+            f"<summary>All {len(self.frames)} frames, {size} size</summary>"
+            f'<div style="display:flex;flex-wrap:wrap;gap:0.5em;margin-top:0.3em">{figures}</div>'
+            "</details></div>"
+        )
 
     def _repr_html_(self) -> str:
         import json
@@ -148,12 +221,13 @@ class Scrubber:
             + f'<img alt="{html.escape(self.title or "scrubber frame")}" src="data:image/png;base64,{first}" '
             f'style="{width}image-rendering:pixelated;display:block"/>'
             '<div style="display:flex;align-items:center;gap:0.6em;margin-top:0.3em">'
-            '<button type="button" style="min-width:6em">&#9654; play</button>'
-            f'<input type="range" min="0" max="{len(self.frames) - 1}" step="1" value="{self.start}" '
+            '<button type="button" disabled style="min-width:6em">&#9654; play</button>'
+            f'<input type="range" min="0" max="{len(self.frames) - 1}" step="1" value="{self.start}" disabled '
             f'aria-label="{html.escape(self.title or "frame")}" style="flex:1;max-width:30em"/>'
             f'<span class="ddpm-scrubber-label" style="font-family:monospace;min-width:7em">{html.escape(self.labels[self.start])}</span>'
             "</div>"
-            f'<script type="application/json" class="ddpm-scrubber-data">{data}</script>'
+            + self._still_html()
+            + f'<script type="application/json" class="ddpm-scrubber-data">{data}</script>'
             f"<script>{_SCRUBBER_JS.replace('FPS', str(int(self.fps)))}</script>"
             "</div>"
         )

@@ -1,12 +1,17 @@
 """Plotting and the scrubbers: pixel mapping, grid layout, the forward-process frames and the
-static-HTML scrubber's markup. References: the data scaling p / 127.5 - 1 inverted, row-major
-placement by hand, and the closed form q_sample with one noise draw.
+static-HTML scrubber's markup, with and without its script (what an untrusted notebook shows in
+JupyterLab and Notebook 7; tests/check_scrubber_in_jupyter.py checks that in Jupyter itself).
+References: the data scaling p / 127.5 - 1 inverted, row-major placement by hand, and the
+closed form q_sample with one noise draw.
 """
 
 import base64
 import io
 import json
+import os
 import re
+from html.parser import HTMLParser
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,7 +19,7 @@ import torch
 from PIL import Image
 
 from ddpm_core import NoiseSchedule
-from ddpm_core.plotting import Scrubber, forward_diffusion_scrubber, image_grid, png_bytes, to_uint8
+from ddpm_core.plotting import Scrubber, _thumbnail_png, forward_diffusion_scrubber, image_grid, png_bytes, to_uint8
 
 
 def decode(png: bytes) -> np.ndarray:
@@ -73,3 +78,163 @@ def test_scrubber_shows_its_start_frame_and_checks_arguments():
         Scrubber(frames, ["a", "b"])
     with pytest.raises(ValueError, match="frames must hold at least one"):
         Scrubber([], [])
+
+
+# --------------------------------------------------------------------------------------
+# Without its script (JupyterLab and Notebook 7 drop the scripts of an untrusted notebook)
+# --------------------------------------------------------------------------------------
+
+
+class _Tags(HTMLParser):
+    """Every start tag as (tag, attributes, classes of its open ancestors and itself)."""
+
+    VOID = {"img", "input", "br", "hr", "meta", "link", "source"}
+
+    def __init__(self):
+        super().__init__()
+        self.tags, self.stack, self.text = [], [], []
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        classes = {c for _, a in self.stack for c in a.get("class", "").split()} | set(attrs.get("class", "").split())
+        self.tags.append((tag, attrs, classes))
+        if tag not in self.VOID:
+            self.stack.append((tag, attrs))
+
+    def handle_startendtag(self, tag, attrs):
+        self.handle_starttag(tag, attrs)
+        if tag not in self.VOID:
+            self.stack.pop()
+
+    def handle_endtag(self, tag):
+        while self.stack and self.stack.pop()[0] != tag:
+            pass
+
+    def handle_data(self, data):
+        inside = {c for _, a in self.stack for c in a.get("class", "").split()}
+        self.text.append((data, inside))
+
+
+def parse(markup: str) -> _Tags:
+    tags = _Tags()
+    tags.feed(markup)
+    return tags
+
+
+def without_scripts(markup: str) -> str:
+    stripped = re.sub(r"<script\b.*?</script>", "", markup, flags=re.S | re.I)
+    assert "<script" not in stripped.lower()
+    return stripped
+
+
+def grey_frames(values, shape=(4, 6)):
+    return [png_bytes(np.full(shape, v, dtype=np.uint8)) for v in values]
+
+
+def test_scrubber_without_its_script_shows_the_start_frame_a_note_and_every_frame():
+    sc = Scrubber(grey_frames((0, 100, 200)), ["t = 0", "t = 5", "t = 10"], title="q", start=1, width=60)
+    tags = parse(without_scripts(sc._repr_html_()))
+    images = [(attrs, classes) for tag, attrs, classes in tags.tags if tag == "img"]
+    main, strip = images[0], images[1:]
+    pixels = decode(base64.b64decode(main[0]["src"].removeprefix("data:image/png;base64,")))
+    assert pixels[0, 0] == 100 and "ddpm-scrubber-still" not in main[1]  # the start frame, outside the strip
+    # The note, inside what the script removes, says why the slider is still and how to trust.
+    note = "".join(d for d, inside in tags.text if "ddpm-scrubber-note" in inside)
+    assert "has not trusted" in note and "Trust Notebook" in note
+    assert "File \u203a Trust Notebook" in note and "Command Palette" in note
+    note_tags = [classes for tag, _, classes in tags.tags if "ddpm-scrubber-note" in classes]
+    assert note_tags and all("ddpm-scrubber-still" in c for c in note_tags)
+    # Every frame, in order, half size, labelled, inside a <details> that the script removes.
+    assert [a["alt"] for a, _ in strip] == ["t = 0", "t = 5", "t = 10"]
+    assert all({"ddpm-scrubber-still", "ddpm-scrubber-strip"} <= c for _, c in strip)
+    for (attrs, _), value in zip(strip, (0, 100, 200)):
+        thumb = decode(base64.b64decode(attrs["src"].removeprefix("data:image/png;base64,")))
+        assert thumb.shape == (2, 3) and (thumb == value).all()
+        assert "width:30px" in attrs["style"]  # half the width the picture is shown at
+    summary = "".join(d for d, inside in tags.text if "ddpm-scrubber-strip" in inside)
+    assert "All 3 frames" in summary
+    captions = [d for d, inside in tags.text if "ddpm-scrubber-strip" in inside and d.startswith("t = ")]
+    assert captions == ["t = 0", "t = 5", "t = 10"]
+    # The controls are greyed out until the script enables them.
+    controls = [attrs for tag, attrs, _ in tags.tags if tag in ("input", "button")]
+    assert len(controls) == 2 and all("disabled" in attrs for attrs in controls)
+
+
+def test_scrubber_strip_can_be_left_out_and_its_scale_is_checked():
+    frames = grey_frames((0, 255))
+    tags = parse(without_scripts(Scrubber(frames, ["a", "b"], strip_scale=None)._repr_html_()))
+    assert [tag for tag, _, _ in tags.tags].count("img") == 1 and "details" not in [t for t, _, _ in tags.tags]
+    assert "Trust Notebook" in "".join(d for d, inside in tags.text if "ddpm-scrubber-note" in inside)
+    for bad in (0, -0.5, 1.5):
+        with pytest.raises(ValueError, match="strip_scale must be in"):
+            Scrubber(frames, ["a", "b"], strip_scale=bad)
+
+
+def test_scrubber_script_enables_the_controls_and_removes_the_note_and_strip():
+    page = Scrubber(grey_frames((0, 255)), ["a", "b"])._repr_html_()
+    script = re.findall(r"<script>(.*?)</script>", page, flags=re.S)[-1]
+    removed = re.search(r"var still = root\.querySelector\('\.([\w-]+)'\)", script).group(1)
+    assert re.search(r"still\.parentNode\.removeChild\(still\)", script)
+    assert "slider.disabled = false" in script and "play.disabled = false" in script
+    tags = parse(page)
+    wrappers = [attrs for tag, attrs, _ in tags.tags if removed in attrs.get("class", "").split()]
+    assert len(wrappers) == 1  # one element the script removes, holding the note and the strip
+    inside = {c for _, _, classes in tags.tags if removed in classes for c in classes}
+    assert {"ddpm-scrubber-note", "ddpm-scrubber-strip"} <= inside
+    # Nothing the script needs is inside what it removes: the picture, slider, button, label, data.
+    needed = [classes for tag, attrs, classes in tags.tags if tag in ("input", "button") or "ddpm-scrubber-label" in classes
+              or "ddpm-scrubber-data" in classes]
+    first_img = next(classes for tag, _, classes in tags.tags if tag == "img")
+    assert all(removed not in c for c in needed + [first_img])
+
+
+def test_thumbnails_keep_pixel_noise_and_put_figures_on_white():
+    checker = (np.indices((8, 8)).sum(0) % 2 * 255).astype(np.uint8)  # pixel grid: 0/255 noise
+    small = decode(_thumbnail_png(png_bytes(checker), 0.5))
+    assert small.shape == (4, 4) and set(np.unique(small)) <= {0, 255}  # not averaged to grey
+    buffer = io.BytesIO()
+    rgba = np.zeros((10, 10, 4), dtype=np.uint8)  # a figure with a transparent background
+    rgba[:, :5] = (255, 0, 0, 255)
+    Image.fromarray(rgba, "RGBA").save(buffer, format="PNG")
+    thumb = np.asarray(Image.open(io.BytesIO(_thumbnail_png(buffer.getvalue(), 0.5))).convert("RGB"))
+    assert thumb.shape == (5, 5, 3)
+    assert (thumb[:, -1] > 240).all()  # transparent became white (64 colours: near), not black
+    assert thumb[2, 0, 0] > 200 and thumb[2, 0, 1] < 60  # the red half stays red
+
+
+@pytest.mark.skipif(not Path(os.environ.get("CHROMIUM", "/usr/bin/chromium")).is_file(), reason="needs chromium")
+def test_scrubber_in_a_browser_with_and_without_its_script():
+    """In Chromium: with the script the scrubber is as before (no note, no strip, controls
+    enabled, the slider moves); with the scripts removed, as Jupyter's sanitizer does, the note
+    and the strip show, the controls are disabled and every strip image decodes."""
+    from playwright.sync_api import sync_playwright
+
+    sc = Scrubber(grey_frames((0, 100, 200)), ["a", "b", "c"], title="t", width=60)
+    state_js = """() => {
+      const root = document.querySelector('.ddpm-scrubber');
+      const note = root.querySelector('.ddpm-scrubber-note');
+      return {note: !!note && note.getClientRects().length > 0,
+              strip: [...root.querySelectorAll('.ddpm-scrubber-strip img')].filter((i) => i.naturalWidth > 0).length,
+              disabled: [root.querySelector('input').disabled, root.querySelector('button').disabled],
+              frame: root.getAttribute('data-frame')};
+    }"""
+    move_js = """() => {
+      const s = document.querySelector('.ddpm-scrubber input'); s.value = 2;
+      s.dispatchEvent(new Event('input', {bubbles: true}));
+      return document.querySelector('.ddpm-scrubber').getAttribute('data-frame');
+    }"""
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=os.environ.get("CHROMIUM", "/usr/bin/chromium"),
+                                    args=["--no-sandbox", "--disable-gpu", "--no-first-run"])
+        try:
+            page = browser.new_page()
+            page.set_content("<html><body>" + sc._repr_html_() + "</body></html>")
+            assert page.evaluate(state_js) == {"note": False, "strip": 0, "disabled": [False, False], "frame": "0"}
+            assert page.evaluate(move_js) == "2"
+            page.set_content("<html><body>" + without_scripts(sc._repr_html_()) + "</body></html>")
+            page.locator(".ddpm-scrubber-strip summary").click()
+            page.wait_for_function("() => [...document.images].every((i) => i.complete)")
+            assert page.evaluate(state_js) == {"note": True, "strip": 3, "disabled": [True, True], "frame": "0"}
+            assert page.evaluate(move_js) == "0"
+        finally:
+            browser.close()
