@@ -8,7 +8,7 @@
 #
 #   OUT=/tmp/gpu_out bash benchmarks/gpu_run.sh
 #
-# Packages the machine lacks (nbclient, ipykernel, mlxtend and their dependencies) can be put
+# Packages the machine lacks (nbclient, ipykernel and their dependencies) can be put
 # in .whl/ as wheels; they are installed into /tmp/site, nowhere else.
 set -u
 OUT=${OUT:-/tmp/gpu_out}

@@ -6,7 +6,8 @@ which requirements.txt leaves out. Run it after changing the scrubber's markup o
     .venv/bin/pip install jupyterlab notebook
     .venv/bin/python tests/check_scrubber_in_jupyter.py [--out DIR]
 
-It writes a notebook with two scrubbers (a matplotlib figure and a forward-diffusion grid),
+It writes a notebook with two scrubbers (a matplotlib figure and a forward-diffusion grid, both
+with the optional strip of every frame, ``strip_scale=0.5``),
 executes it with nbclient (outputs stored, notebook not signed, so Jupyter does not trust it),
 serves it with a throwaway Jupyter server (its own data, settings and workspace folders, so
 your trust database is left alone) and opens copies of it in Chromium:
@@ -57,7 +58,7 @@ def draw(mu):
     return fig
 
 means = np.linspace(-2, 2, 9)
-figure_scrubber(draw, means, [f"mu = {m:+.1f}" for m in means], title="A Gaussian sliding")'''
+figure_scrubber(draw, means, [f"mu = {m:+.1f}" for m in means], title="A Gaussian sliding", strip_scale=0.5)'''
 
 GRID_CELL = '''import torch
 from ddpm_core import NoiseSchedule
@@ -67,7 +68,8 @@ s = NoiseSchedule.linear(1000, 1e-4, 0.02)
 yy, xx = torch.meshgrid(torch.arange(28), torch.arange(28), indexing="ij")
 rings = [((((yy - 14) ** 2 + (xx - 14) ** 2).sqrt() - r).abs() < 2.5).float() for r in (5, 8, 11, 6)]
 x0 = torch.stack(rings)[:, None] * 2 - 1
-forward_diffusion_scrubber(s, x0, [0, 50, 100, 200, 300, 500, 700, 1000], nrow=4, title="Forward diffusion of four rings")'''
+forward_diffusion_scrubber(s, x0, [0, 50, 100, 200, 300, 500, 700, 1000], nrow=4, title="Forward diffusion of four rings",
+                           strip_scale=0.5)'''
 
 FRAMES = [9, 8]  # frames of the two scrubbers above
 

@@ -132,7 +132,7 @@ def grey_frames(values, shape=(4, 6)):
 
 
 def test_scrubber_without_its_script_shows_the_start_frame_a_note_and_every_frame():
-    sc = Scrubber(grey_frames((0, 100, 200)), ["t = 0", "t = 5", "t = 10"], title="q", start=1, width=60)
+    sc = Scrubber(grey_frames((0, 100, 200)), ["t = 0", "t = 5", "t = 10"], title="q", start=1, width=60, strip_scale=0.5)
     tags = parse(without_scripts(sc._repr_html_()))
     images = [(attrs, classes) for tag, attrs, classes in tags.tags if tag == "img"]
     main, strip = images[0], images[1:]
@@ -171,7 +171,7 @@ def test_scrubber_strip_can_be_left_out_and_its_scale_is_checked():
 
 
 def test_scrubber_script_enables_the_controls_and_removes_the_note_and_strip():
-    page = Scrubber(grey_frames((0, 255)), ["a", "b"])._repr_html_()
+    page = Scrubber(grey_frames((0, 255)), ["a", "b"], strip_scale=0.5)._repr_html_()
     script = re.findall(r"<script>(.*?)</script>", page, flags=re.S)[-1]
     removed = re.search(r"var still = root\.querySelector\('\.([\w-]+)'\)", script).group(1)
     assert re.search(r"still\.parentNode\.removeChild\(still\)", script)
@@ -209,7 +209,7 @@ def test_scrubber_in_a_browser_with_and_without_its_script():
     and the strip show, the controls are disabled and every strip image decodes."""
     from playwright.sync_api import sync_playwright
 
-    sc = Scrubber(grey_frames((0, 100, 200)), ["a", "b", "c"], title="t", width=60)
+    sc = Scrubber(grey_frames((0, 100, 200)), ["a", "b", "c"], title="t", width=60, strip_scale=0.5)
     state_js = """() => {
       const root = document.querySelector('.ddpm-scrubber');
       const note = root.querySelector('.ddpm-scrubber-note');
