@@ -42,13 +42,15 @@ test: $(STAMP) $(CHROMIUM) build-strict
 test-other-cpu: $(STAMP)
 	$(OTHER_CPU) $(NBVAL) notebooks
 
-# Re-execute every chapter in place (after changing ddpm_core or a chapter), then commit.
+# Re-execute every chapter in place (after changing ddpm_core or a chapter) and write their Colab
+# editions (colab/, book/colab_edition.py), then commit both.
 # `jupyter execute` is nbclient's, which the book's requirements install (nbconvert is not among them).
 # DDPM_QUICK=1: the stored outputs come from the training chapter's quick mode, even on a GPU machine.
 notebooks: $(STAMP)
 	for nb in notebooks/*.ipynb; do \
 	  DDPM_QUICK=1 $(BIN)/jupyter execute --inplace --timeout=1200 $$nb || exit 1; \
 	done
+	$(BIN)/python book/colab_edition.py
 
 clean:
 	rm -rf _build
