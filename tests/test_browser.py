@@ -126,17 +126,6 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
 
 
 @pytest.fixture(scope="module")
-def built_html() -> Path:
-    if not (HTML / "index.html").is_file():
-        pytest.fail(
-            f"{HTML} has no built book. Build it first: `make book` (or `make test`, which "
-            "builds it before running the tests), or `.venv/bin/jupyter-book build .`",
-            pytrace=False,
-        )
-    return HTML
-
-
-@pytest.fixture(scope="module")
 def base_url(built_html: Path):
     handler = functools.partial(_QuietHandler, directory=str(built_html))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)

@@ -91,17 +91,6 @@ def links_and_anchors(html: str) -> tuple[list[str], set[str]]:
     return parser.links, parser.anchors
 
 
-@pytest.fixture(scope="module")
-def built_html() -> Path:
-    if not (HTML / "index.html").is_file():
-        pytest.fail(
-            f"{HTML} has no built book. Build it first: `make book` (or `make test`, which "
-            "builds it before running the tests), or `.venv/bin/jupyter-book build .`",
-            pytrace=False,
-        )
-    return HTML
-
-
 def book_page(url: str) -> Path:
     """The file of the built book that a link to the published book names."""
     path = url.removeprefix(BOOK.url).split("#")[0]
