@@ -60,6 +60,9 @@ def cosine_beta_schedule(T: int, s: float = 0.008) -> torch.Tensor:
     return betas.clamp(max=0.999)
 
 
+SCHEDULE_NAMES = ("linear", "cosine")
+
+
 class NoiseSchedule:
     """Every schedule quantity of DDPM, as float64 tensors of length T + 1 indexed by t.
 
@@ -127,6 +130,13 @@ class NoiseSchedule:
     def cosine(cls, T: int = 1000, s: float = 0.008) -> "NoiseSchedule":
         """The schedule of Nichol & Dhariwal (2021): :func:`cosine_beta_schedule`."""
         return cls(cosine_beta_schedule(T, s))
+
+    @classmethod
+    def named(cls, name: str, T: int = 1000) -> "NoiseSchedule":
+        """The schedule called ``name``: ``"linear"`` (:meth:`linear`) or ``"cosine"`` (:meth:`cosine`)."""
+        if name not in SCHEDULE_NAMES:
+            raise ValueError(f"schedule must be one of {SCHEDULE_NAMES}, got {name!r}")
+        return cls.linear(T) if name == "linear" else cls.cosine(T)
 
     def snr(self) -> torch.Tensor:
         """Signal-to-noise ratio alphabar_t / (1 - alphabar_t), length T + 1 (inf at t = 0)."""

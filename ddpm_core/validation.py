@@ -7,6 +7,7 @@ that names the argument and says what is allowed.
 
 from __future__ import annotations
 
+import math
 import numbers
 
 import torch
@@ -59,3 +60,46 @@ def check_timesteps(t: torch.Tensor | int, T: int, batch_size: int, name: str = 
             f"t = T the last), got values from {int(t.min())} to {int(t.max())}"
         )
     return t.long()
+
+
+def check_int(name: str, value: object, minimum: int = 0, maximum: int | None = None) -> int:
+    """Return ``value`` as an int, raising ``ValueError`` unless it is an integer in [minimum, maximum].
+
+    Python and NumPy integers pass; bools, floats (even 2.0) and strings do not.
+    """
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    if value < minimum or (maximum is not None and value > maximum):
+        allowed = f">= {minimum}" if maximum is None else f"in {minimum}..{maximum}"
+        raise ValueError(f"{name} must be an integer {allowed}, got {value!r}")
+    return int(value)
+
+
+def check_number(name: str, value: object, low: float | None = None, high: float | None = None,
+                 low_open: bool = False, high_open: bool = False) -> float:
+    """Return ``value`` as a float, raising ``ValueError`` unless it is a finite real number in the range.
+
+    ``low`` and ``high`` bound it (None: no bound); ``low_open``/``high_open`` exclude the bound
+    itself. Bools and strings do not pass.
+    """
+    ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+    if ok and low is not None:
+        ok = value > low if low_open else value >= low
+    if ok and high is not None:
+        ok = value < high if high_open else value <= high
+    if not ok:
+        bounds = []
+        if low is not None:
+            bounds.append(f"{'>' if low_open else '>='} {low}")
+        if high is not None:
+            bounds.append(f"{'<' if high_open else '<='} {high}")
+        allowed = f"a finite number {' and '.join(bounds)}".rstrip()
+        raise ValueError(f"{name} must be {allowed}, got {value!r}")
+    return float(value)
+
+
+def check_choice(name: str, value: object, allowed: tuple[str, ...]) -> str:
+    """Return ``value``, raising ``ValueError`` unless it is one of ``allowed``."""
+    if not isinstance(value, str) or value not in allowed:
+        raise ValueError(f"{name} must be one of {tuple(allowed)}, got {value!r}")
+    return value
