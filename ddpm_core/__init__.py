@@ -2,9 +2,10 @@
 
 Timestep convention, everywhere: the paper's t = 1..T. Schedule arrays have length T + 1
 and are indexed by t directly; entry 0 stands for x_0 (beta_0 = 0, alphabar_0 = 1).
-"""
 
-import importlib
+The package imports the mathematics and the model; training lives in ``ddpm_core.train``
+(import it when you train), weights on disk in ``ddpm_core.weights``.
+"""
 
 from .forward import q_mean_variance, q_sample, q_step
 from .losses import (
@@ -24,6 +25,7 @@ from .schedules import NoiseSchedule, cosine_beta_schedule, extract, linear_beta
 from .unet import UNet, UNetConfig, count_parameters, sinusoidal_embedding
 from .ddim import ddim_sample_loop, ddim_timesteps
 from .guidance import Autoguided
+from .weights import load_pretrained
 
 __version__ = "0.2.0"
 
@@ -58,22 +60,5 @@ __all__ = [
     "ddim_sample_loop",
     "ddim_timesteps",
     "Autoguided",
-    "EMA",
-    "NonFiniteLossError",
-    "TrainConfig",
-    "training_step",
     "load_pretrained",
 ]
-
-# The names of `ddpm_core.train` are imported on first use (PEP 562), not here: `python -m
-# ddpm_core.train` runs that module as __main__, and a package that had already imported it
-# would make runpy warn that it ran a module twice. `ddpm_core.train` itself stays the module
-# (the training loop is `ddpm_core.train.train`), so `import ddpm_core.train` means the same.
-_FROM_TRAIN = ("EMA", "NonFiniteLossError", "TrainConfig", "load_pretrained", "training_step")
-
-
-def __getattr__(name: str):
-    if name in _FROM_TRAIN or name == "train":
-        train = importlib.import_module(".train", __name__)  # also binds ddpm_core.train
-        return train if name == "train" else getattr(train, name)
-    raise AttributeError(f"module 'ddpm_core' has no attribute {name!r}")

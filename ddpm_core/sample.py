@@ -4,7 +4,7 @@
     python -m ddpm_core.sample --weights runs/mnist --sampler ddpm --out grid.png
     python -m ddpm_core.sample --guidance 1.5 --out guided.png     # autoguidance, the shipped guide
 
-``--weights`` is a ``.safetensors`` file written by :func:`ddpm_core.train.save_model`, a
+``--weights`` is a ``.safetensors`` file written by :func:`ddpm_core.weights.save_model`, a
 run folder (its newest checkpoint's EMA weights), or a checkpoint ``.pt`` file; without it
 the model shipped in ``ddpm_core/assets`` is used. DDPM (Algorithm 2) always makes T model
 calls; DDIM makes ``--num-steps``.
@@ -17,7 +17,6 @@ shipped with it). It doubles the model calls.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 from pathlib import Path
 
@@ -26,54 +25,9 @@ import torch
 from .ddim import ddim_sample_loop
 from .guidance import Autoguided
 from .reverse import VARIANCES, p_sample_loop
-from .schedules import NoiseSchedule
-from .train import (
-    EMA,
-    PRETRAINED,
-    PRETRAINED_GUIDE,
-    TrainConfig,
-    list_checkpoints,
-    load_checkpoint,
-    load_pretrained,
-    make_schedule,
-)
-from .unet import UNet
+from .weights import PRETRAINED_GUIDE, load_weights
 
 SAMPLERS = ("ddpm", "ddim")
-
-
-def load_weights(weights: str | Path | None = None, device: str | torch.device = "cpu") -> tuple[UNet, NoiseSchedule]:
-    """The EMA network and its schedule from a safetensors file, a run folder or a checkpoint.
-
-    Args:
-        weights: ``.safetensors`` file (with its JSON sidecar), run folder, ``.pt`` checkpoint,
-            or None for the shipped model.
-        device: where to put the model.
-
-    Returns:
-        (model, schedule), the model in eval mode.
-    """
-    if weights is None:
-        return load_pretrained(PRETRAINED, device=device)
-    weights = Path(weights)
-    if not weights.exists():
-        raise ValueError(f"weights: {str(weights)!r} does not exist")
-    if weights.is_dir():
-        found = list_checkpoints(weights)
-        if not found:
-            raise ValueError(f"weights: the run folder {str(weights)!r} holds no checkpoints")
-        weights = found[-1]
-    if weights.suffix == ".safetensors":
-        return load_pretrained(weights, device=device)
-    if weights.suffix == ".pt":
-        ckpt = load_checkpoint(weights)
-        cfg = TrainConfig.from_dict(json.loads(ckpt["config"]))
-        model = UNet(cfg.model)
-        ema = EMA(model, cfg.ema_decay)
-        ema.load_state_dict(ckpt["ema"])
-        ema.copy_to(model)
-        return model.to(device).eval(), make_schedule(cfg)
-    raise ValueError(f"weights must be a .safetensors file, a .pt checkpoint or a run folder, got {str(weights)!r}")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -20,26 +20,26 @@ from ddpm_core.schedules import NoiseSchedule
 from ddpm_core.train import (
     EMA,
     NonFiniteLossError,
-    PRETRAINED,
-    PRETRAINED_GUIDE,
     QUICK,
     TrainConfig,
-    build_parser,
     config_differences,
-    config_from_args,
+    lr_at,
+    Muon,
+    make_optimizer,
+    newton_schulz_orthogonalize,
+    train,
+    training_step,
+)
+from ddpm_core.train.cli import build_parser, config_from_args, main as train_main
+from ddpm_core.weights import (
+    PRETRAINED,
+    PRETRAINED_GUIDE,
     export_checkpoint,
     list_checkpoints,
     load_checkpoint,
     load_model,
     load_pretrained,
-    lr_at,
-    main as train_main,
-    Muon,
-    make_optimizer,
-    newton_schulz_orthogonalize,
     save_model,
-    train,
-    training_step,
 )
 from ddpm_core.sample import load_weights, main as sample_main
 from ddpm_core.unet import UNet, UNetConfig
@@ -253,12 +253,12 @@ def test_resume_skips_a_damaged_checkpoint_and_a_cut_metrics_line(tmp_path, imag
 def test_resume_on_a_device_with_another_precision(tmp_path, images, monkeypatch):
     """Colab may hand out an A100 (bf16, no scaler) and, after a disconnect, a T4 (fp16 with a
     scaler). The T4 session starts a fresh scaler, says that the precision changed, and goes on."""
-    import ddpm_core.train as train_module
+    import ddpm_core.train.loop as loop_module
 
-    monkeypatch.setattr(train_module, "resolve_amp", lambda cfg, device: (torch.bfloat16, False))
+    monkeypatch.setattr(loop_module, "resolve_amp", lambda cfg, device: (torch.bfloat16, False))
     train(replace(TINY, steps=3), tmp_path, progress=False, images=images)
     assert load_checkpoint(list_checkpoints(tmp_path)[-1])["autocast"] == "bfloat16"
-    monkeypatch.setattr(train_module, "resolve_amp", lambda cfg, device: (torch.float16, True))
+    monkeypatch.setattr(loop_module, "resolve_amp", lambda cfg, device: (torch.float16, True))
     with pytest.warns(UserWarning, match="autocast bfloat16; this session uses float16"):
         result = train(TINY, tmp_path, progress=False, images=images)
     ckpt = load_checkpoint(result.checkpoint)
@@ -417,9 +417,9 @@ def test_fp16_on_a_cpu_is_refused(tmp_path, images):
 
 @pytest.mark.parametrize("optimizer", ["adam", "muon"])
 def test_fp16_with_a_scaler_resumes_bit_identically(tmp_path, images, monkeypatch, optimizer):
-    import ddpm_core.train as train_module
+    import ddpm_core.train.loop as loop_module
 
-    monkeypatch.setattr(train_module, "resolve_amp", lambda cfg, device: (torch.float16, True))
+    monkeypatch.setattr(loop_module, "resolve_amp", lambda cfg, device: (torch.float16, True))
     cfg = replace(TINY, optimizer=optimizer, muon_lr=0.01, channels_last=True)
     one, two = assert_whole_and_resumed_runs_agree(cfg, tmp_path, images)
     # The scaler's state travels with the checkpoint: 6 clean steps counted towards its next growth,
@@ -478,7 +478,7 @@ def test_save_and_load_model(tmp_path):
     assert (tmp_path / "h.safetensors").stat().st_size < 0.6 * path.stat().st_size
     with pytest.raises(ValueError, match="safetensors"):
         save_model(model, TINY_NET, tmp_path / "w.pt")
-    with pytest.raises(ValueError, match="sidecar"):
+    with pytest.raises(ValueError, match="json card"):
         load_model(tmp_path / "missing.safetensors")
 
 
@@ -514,7 +514,7 @@ def test_quick_preset_and_explicit_flags():
                                                       "--channel-mults", "1,2", "--attention-resolutions", ""]))
     assert cfg.lr == 0.01 and cfg.device == "cpu"
     # (steps and optimizer: two of the preset's values that differ from TrainConfig's defaults)
-    assert cfg.steps == QUICK["steps"] != TrainConfig().steps and cfg.optimizer == QUICK["optimizer"] != TrainConfig().optimizer
+    assert cfg.steps == QUICK.steps != TrainConfig().steps and cfg.optimizer == QUICK.optimizer != TrainConfig().optimizer
     assert cfg.model.channel_mults == (1, 2) and cfg.model.attention_resolutions == ()
     # The preset's own choices survive where no flag overrides them, the network's included.
     assert cfg.lr_decay == "cosine" and cfg.loss_weighting == "min_snr" and cfg.model.dropout == 0.0
@@ -523,10 +523,11 @@ def test_quick_preset_and_explicit_flags():
 
 
 def test_train_and_sample_command_lines(tmp_path, monkeypatch):
-    import ddpm_core.train as train_module
+    import ddpm_core.train.loop as loop_module
+    import ddpm_core.train.precision as precision_module
 
     small = torch.rand(12, 1, 32, 32, generator=torch.Generator().manual_seed(0)) * 2 - 1
-    monkeypatch.setattr(train_module, "load_training_images", lambda cfg: small)  # no dataset read
+    monkeypatch.setattr(loop_module, "load_training_images", lambda cfg: small)  # no dataset read
     weights, guide = tmp_path / "w.safetensors", tmp_path / "guide.safetensors"
     result = train_main([
         "--run-dir", str(tmp_path / "run"), "--T", "20", "--steps", "2", "--batch-size", "2", "--device", "cpu",
@@ -540,7 +541,7 @@ def test_train_and_sample_command_lines(tmp_path, monkeypatch):
     guide_info = json.loads(guide.with_suffix(".json").read_text())  # the first checkpoint's EMA weights
     assert guide_info["steps"] == 1 and "guide" in guide_info["role"] and guide_info["command"] == info["command"]
     assert "wall_time_s" not in guide_info  # that is the whole run's, not the guide's
-    assert info["autocast"] == ("bfloat16" if train_module.cpu_has_native_bf16() else "off (float32)")  # what amp="auto" ran
+    assert info["autocast"] == ("bfloat16" if precision_module.cpu_has_native_bf16() else "off (float32)")  # what amp="auto" ran
     for source in (weights, tmp_path / "run", list_checkpoints(tmp_path / "run")[-1]):
         for sampler in ("ddpm", "ddim"):
             out = tmp_path / f"{sampler}.png"
@@ -611,33 +612,35 @@ def test_auto_amp_picks_fp16_with_scaler_on_a_t4_and_bf16_on_ampere(monkeypatch,
 
 @pytest.mark.parametrize("native, expected", [(True, (torch.bfloat16, False)), (False, (None, False))])
 def test_auto_amp_on_a_cpu_is_bf16_only_where_the_cpu_has_it(monkeypatch, native, expected):
-    import ddpm_core.train as train_module
+    import ddpm_core.train.precision as precision_module
 
-    monkeypatch.setattr(train_module, "cpu_has_native_bf16", lambda: native)
-    assert train_module.resolve_amp(TrainConfig(amp="auto"), torch.device("cpu")) == expected
-    assert train_module.resolve_amp(TrainConfig(amp="off"), torch.device("cpu")) == (None, False)
-    assert train_module.resolve_amp(TrainConfig(amp="bf16"), torch.device("cpu")) == (torch.bfloat16, False)
+    monkeypatch.setattr(precision_module, "cpu_has_native_bf16", lambda: native)
+    assert precision_module.resolve_amp(TrainConfig(amp="auto"), torch.device("cpu")) == expected
+    assert precision_module.resolve_amp(TrainConfig(amp="off"), torch.device("cpu")) == (None, False)
+    assert precision_module.resolve_amp(TrainConfig(amp="bf16"), torch.device("cpu")) == (torch.bfloat16, False)
 
 
 @pytest.mark.parametrize("module", ["ddpm_core.train", "ddpm_core.sample"])
 def test_command_line_modules_run_without_runpy_warning(module):
-    # The package imports its training names lazily, so `python -m ddpm_core.train` does not find
-    # the module already imported (runpy's RuntimeWarning that it may run it twice); the flag
-    # turns that warning into a failure, and only that kind, so a dependency's deprecation
-    # notice cannot break this test.
+    # `python -m` must not find the module it runs already imported (runpy's RuntimeWarning that
+    # it may run it twice); the flag turns that warning into a failure, and only that kind, so a
+    # dependency's deprecation notice cannot break this test.
     done = subprocess.run([sys.executable, "-W", "error::RuntimeWarning", "-m", module, "--help"],
                           capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith(f"usage: python -m {module}")
 
 
-def test_package_exposes_training_names_lazily():
-    import ddpm_core
+def test_sampling_and_the_package_do_not_import_training():
+    """Sampling, evaluation and the theory need the model and its weights, not the training code."""
+    code = ("import sys, ddpm_core, ddpm_core.sample, ddpm_core.evaluation, ddpm_core.weights; "
+            "print(sorted(m for m in sys.modules if m.startswith('ddpm_core.train')))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
+    import ddpm_core.train
 
-    assert ddpm_core.TrainConfig is TrainConfig
-    assert ddpm_core.train.train is train
-    with pytest.raises(AttributeError, match="no attribute 'not_a_name'"):
-        ddpm_core.not_a_name
+    assert ddpm_core.train.train is train and ddpm_core.train.RECIPES["quick"] is QUICK
 
 
 def test_muon_adam_groups_step_like_torch_adam():
@@ -701,7 +704,7 @@ def test_ema_follows_the_optimizer_step_and_reaches_the_result(tmp_path, images)
 def test_train_uses_its_configuration_at_every_step(tmp_path, images, monkeypatch):
     """Step n runs at lr_at(n) (times muon_lr / lr for the Muon group) with the configured loss,
     weighting, gamma and clipping; metrics.jsonl logs the same rate."""
-    import ddpm_core.train as train_module
+    import ddpm_core.train.loop as loop_module
 
     seen = []
 
@@ -709,7 +712,7 @@ def test_train_uses_its_configuration_at_every_step(tmp_path, images, monkeypatc
         seen.append(([g["lr"] for g in optimizer.param_groups], kwargs))
         return training_step(model, schedule, optimizer, x0, **kwargs)
 
-    monkeypatch.setattr(train_module, "training_step", recording_step)
+    monkeypatch.setattr(loop_module, "training_step", recording_step)
     cfg = replace(TINY, optimizer="muon", muon_lr=0.02, warmup_steps=2, lr_decay="cosine", log_every=1,
                   loss_type="l1", loss_weighting="min_snr", min_snr_gamma=2.0, grad_clip=0.5)
     train(cfg, tmp_path, progress=False, images=images)
@@ -894,7 +897,7 @@ def test_non_finite_weights_after_a_finite_loss_are_not_checkpointed(tmp_path, i
     """A step whose loss was finite can still leave a non-finite weight (an overflowing update,
     simulated here after step 6). The run stops instead of writing that checkpoint; step 3's stays
     the newest."""
-    import ddpm_core.train as train_module
+    import ddpm_core.train.loop as loop_module
 
     losses = []
 
@@ -905,7 +908,7 @@ def test_non_finite_weights_after_a_finite_loss_are_not_checkpointed(tmp_path, i
                 next(model.parameters()).view(-1)[0] = math.inf
         return losses[-1]
 
-    monkeypatch.setattr(train_module, "training_step", overflowing_step)
+    monkeypatch.setattr(loop_module, "training_step", overflowing_step)
     with pytest.raises(NonFiniteLossError, match="non-finite weights at step 6"):
         train(TINY, tmp_path, progress=False, images=images)
     assert all(math.isfinite(loss) for loss in losses)
