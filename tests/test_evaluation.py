@@ -12,22 +12,18 @@ import scipy.linalg
 import torch
 
 from ddpm_core.data import load_mnist_5k
-from ddpm_core.evaluation import (
+from ddpm_core.classifier import (
     ClassifierConfig,
     ClassifierTrainingConfig,
     DigitClassifier,
-    class_entropy,
     classifier_accuracy,
     classifier_outputs,
-    confident_share,
-    frechet_distance,
     load_classifier,
-    quality_report,
-    quality_with_controls,
     random_shift,
     read_classifier_card,
     train_classifier,
 )
+from ddpm_core.evaluation import class_entropy, confident_share, frechet_distance, quality_report, quality_with_controls
 
 
 def exact_moments(rng: np.random.Generator, n: int, mean: np.ndarray, cov: np.ndarray) -> np.ndarray:
@@ -307,3 +303,25 @@ def test_quality_controls_use_the_right_image_sets():
     assert report["fd_noise"] == pytest.approx(frechet_distance(feats(noise), feats(real_a)), rel=1e-9)
     assert report["fd"] == pytest.approx(frechet_distance(feats(generated), feats(real_a)), rel=1e-9)
     assert report["fd"] > 2 * report["fd_real_floor"]  # the sets really differ, so a swap is visible
+
+
+@pytest.mark.parametrize("field, value", [("epochs", 2.5), ("epochs", True), ("batch_size", 0), ("lr", 0.0),
+                                          ("max_shift", -1), ("num_threads", "2")])
+def test_classifier_training_config_refuses_what_is_not_allowed(field, value):
+    with pytest.raises(ValueError, match=f"^{field} must be"):
+        ClassifierTrainingConfig(**{field: value})
+
+
+def test_classifier_card_and_weights_round_trip(tmp_path):
+    from ddpm_core.classifier import save_classifier
+
+    torch.manual_seed(0)
+    model = DigitClassifier(ClassifierConfig(channels=(4, 4, 4), feature_dim=8)).eval()
+    save_classifier(model, tmp_path / "c.safetensors", {"note": "test"})
+    loaded = load_classifier(tmp_path / "c.safetensors")
+    assert read_classifier_card(tmp_path / "c.safetensors")["note"] == "test"
+    x = torch.rand(3, 1, 32, 32) * 2 - 1
+    assert torch.equal(loaded(x), model(x))
+    (tmp_path / "c.json").unlink()
+    with pytest.raises(FileNotFoundError, match="rebuild them with: python -m ddpm_core.evaluation train-classifier"):
+        load_classifier(tmp_path / "c.safetensors")
