@@ -4,7 +4,9 @@ Colab renders a notebook's Markdown with a plain CommonMark renderer and MathJax
 MyST markup of the chapters (roles such as {eq}`label`, directives such as ```{exercise},
 equation labels, ``(label)=`` targets, links relative to the repository) would show raw
 there. The edition is the chapter with its Markdown cells rewritten into what the HTML book
-shows; code cells and their outputs are copied unchanged.
+shows; code cells and their outputs are copied unchanged, except that an output carrying
+both MyST (text/markdown, for the book) and HTML (for Jupyter), as the source listings of
+``ddpm_core.listing`` do, keeps only its HTML and plain text: Colab would show the MyST raw.
 
 - A labelled equation ``$$ ... $$ (eq-x)`` gets ``\\tag{N}``, N the number the book gives it.
 - {eq}, {doc}, {ref} and {numref} become links to the HTML book, with the text the book shows
@@ -443,6 +445,8 @@ def edition(book: Book, doc: str) -> str:
     notebook = json.loads(source(doc).read_text(encoding="utf-8"))
     page, first = Page(book, doc), True
     for cell in notebook["cells"]:
+        for output in cell.get("outputs", []):
+            drop_myst(output)
         if cell["cell_type"] != "markdown":
             continue
         text = page.markdown("".join(cell["source"]))
@@ -450,6 +454,13 @@ def edition(book: Book, doc: str) -> str:
             text, first = TITLE.sub(lambda m: m[0] + "\n\n" + byline(book, doc), text, count=1), False
         cell["source"] = text.splitlines(keepends=True)
     return json.dumps(notebook, sort_keys=True, indent=1, ensure_ascii=False) + "\n"
+
+
+def drop_myst(output: dict) -> None:
+    """Remove an output's text/markdown where it has text/html too (the MyST of a source listing)."""
+    data = output.get("data", {})
+    if "text/markdown" in data and "text/html" in data:
+        del data["text/markdown"]
 
 
 def byline(book: Book, doc: str) -> str:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import base64
 import html
-import inspect
 import io
 from typing import Callable, Sequence
 
@@ -261,13 +260,3 @@ def forward_diffusion_scrubber(schedule, x0: torch.Tensor, timesteps: Sequence[i
     batches = [x0 if t == 0 else q_sample(schedule, x0, int(t), noise) for t in timesteps]
     return image_scrubber(batches, [f"t = {int(t)}" for t in timesteps], title=title, **kwargs)
 
-
-def show_source(obj) -> "object":
-    """Display the source code of a ``ddpm_core`` function or class, highlighted.
-
-    The chapters show library code this way instead of copying it, so what the reader sees
-    is what runs.
-    """
-    from IPython.display import Code
-
-    return Code(inspect.getsource(obj), language="python")

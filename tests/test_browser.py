@@ -444,15 +444,17 @@ def test_build_is_current(built_html):
 
 def test_source_listings_cite_equations_by_number(built_html):
     """The docstrings that the chapters show cite equations as {eq}`label` and code as
-    :func:`name`; the book's listings show the number, linked, and the plain name instead."""
+    :func:`name`; the book's listings (ddpm_core.listing) show markers [1], [2], ... and plain
+    names instead, and under the code the equation each marker stands for: its number, linked."""
     chapters = [p for p in PAGES if p.startswith("notebooks/")]
     raw_roles, linked = [], 0
     for page in chapters:
         html = (built_html / (page + ".html")).read_text(encoding="utf-8")
         raw_roles += [f"{page}: {m.group(0)}" for m in re.finditer(r"\{eq\}`[^`]*`|:(?:func|class|meth|attr|data|mod):`[^`]*`", html)]
-        linked += len(re.findall(r'<span class="sd">[^<]*<a class="reference internal" href="[^"]*#equation-[^"]+">\(\d+\.\d+\)</a>', html))
+        for cited in re.findall(r"<p>Equations cited: (.*?)</p>", html, re.S):
+            linked += len(re.findall(r'\[\d+\] <a class="reference internal" href="[^"]*#equation-[^"]+">\(\d+\.\d+\)</a>', cited))
     assert not raw_roles, f"roles left unrendered in the HTML:{_listing(raw_roles)}"
-    assert linked >= 10, f"only {linked} equation links inside docstrings of the source listings"
+    assert linked >= 10, f"only {linked} linked equation numbers under the source listings"
 
 
 @pytest.mark.parametrize("page", PAGES)

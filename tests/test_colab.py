@@ -130,13 +130,33 @@ def test_check_names_a_stale_edition(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("doc", CHAPTERS)
 def test_code_cells_are_the_chapters(doc):
+    """Code cells and outputs are copied, less the MyST that a source listing carries beside its HTML."""
     chapter = json.loads(colab_edition.source(doc).read_text(encoding="utf-8"))
     copy = edition(doc)
     assert copy["metadata"] == chapter["metadata"]
     assert [c["cell_type"] for c in copy["cells"]] == [c["cell_type"] for c in chapter["cells"]]
-    assert [c for c in copy["cells"] if c["cell_type"] != "markdown"] == [
-        c for c in chapter["cells"] if c["cell_type"] != "markdown"
-    ], f"colab/{Path(doc).name}.ipynb: code cells or outputs differ from the chapter's"
+    code_cells = [c for c in chapter["cells"] if c["cell_type"] != "markdown"]
+    for data in (o.get("data", {}) for c in code_cells for o in c.get("outputs", [])):
+        if "text/html" in data:
+            data.pop("text/markdown", None)
+    assert [c for c in copy["cells"] if c["cell_type"] != "markdown"] == code_cells, (
+        f"colab/{Path(doc).name}.ipynb: code cells or outputs differ from the chapter's"
+    )
+
+
+@pytest.mark.parametrize("doc", CHAPTERS)
+def test_outputs_show_no_myst(doc):
+    """Colab shows an output's HTML, or renders its Markdown itself: no role may be left in either."""
+    role = re.compile(r"\{[\w:.+-]+\}`|:(?:func|class|meth|attr|data|mod):`")
+    found = [
+        f"cell {index}, {mime}: {m.group(0)}"
+        for index, cell in enumerate(edition(doc)["cells"])
+        for output in cell.get("outputs", [])
+        for mime, text in output.get("data", {}).items()
+        if mime in ("text/html", "text/markdown", "text/plain")
+        for m in role.finditer("".join(text))
+    ]
+    assert not found, f"colab/{Path(doc).name}.ipynb: outputs show roles raw:\n  " + "\n  ".join(found)
 
 
 # --------------------------------------------------------------------------------------
