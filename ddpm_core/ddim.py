@@ -12,19 +12,21 @@ beta-tilde_t and the step is exactly DDPM's ancestral step with variance beta-ti
 (a test checks this identity).
 
 Timestep convention: the paper's t = 1..T; alphabar_0 = 1 stands for x_0 (schedule entry 0).
+
+As in :mod:`ddpm_core.reverse`, :func:`ddim_sample_loop` checks its arguments before the loop
+and calls the unchecked step ``_ddim_mean_variance`` inside it.
 """
 
 from __future__ import annotations
 
-import math
 from typing import NamedTuple
 
 import torch
 
-from .posterior import predict_x0_from_eps
+from .posterior import _predict_x0_from_eps
 from .reverse import EpsModel, initial_noise
 from .schedules import NoiseSchedule
-from .validation import check_floating, check_timesteps
+from .validation import check_floating, check_number, check_timesteps
 
 
 def ddim_timesteps(T: int, num_steps: int) -> list[int]:
@@ -84,20 +86,31 @@ def ddim_mean_variance(
         :class:`DDIMStep` (mean, variance, pred_x0, pred_eps).
     """
     check_floating("x_t", x_t)
-    if isinstance(eta, bool) or not isinstance(eta, (int, float)) or not (math.isfinite(eta) and eta >= 0):
-        raise ValueError(f"eta must be a finite number >= 0, got {eta!r}")
+    eta = check_number("eta", eta, low=0)
     t = check_timesteps(t, schedule.T, x_t.shape[0])
     t_prev = _check_prev_timesteps(t_prev, t)
+    return _ddim_mean_variance(schedule, model, x_t, t.to(x_t.device), t_prev.to(x_t.device), eta, clip_x0)
 
-    pred_eps = model(x_t, t.to(x_t.device))
-    if pred_eps.shape != x_t.shape:
+
+def _ddim_mean_variance(
+    schedule: NoiseSchedule,
+    model: EpsModel,
+    x_t: torch.Tensor,
+    t: torch.Tensor,
+    t_prev: torch.Tensor,
+    eta: float,
+    clip_x0: bool,
+) -> DDIMStep:
+    """:func:`ddim_mean_variance` without the checks; t and t_prev are long tensors of shape (B,) on x_t's device."""
+    pred_eps = model(x_t, t)
+    if pred_eps.shape != x_t.shape:  # known only now; comparing shapes does not wait for the device
         raise ValueError(f"model output must have the shape of x_t {tuple(x_t.shape)}, got {tuple(pred_eps.shape)}")
-    pred_x0 = predict_x0_from_eps(schedule, x_t, t, pred_eps)
+    pred_x0 = _predict_x0_from_eps(schedule, x_t, t, pred_eps)
     # The coefficients are formed in float64 (1 - alphabar_t / alphabar_s is tiny for nearby
     # steps) and cast to x_t's dtype at the end.
-    abar = schedule.alphas_cumprod.to(x_t.device)
-    abar_t = abar[t.to(x_t.device)].reshape(-1, *([1] * (x_t.dim() - 1)))  # (B, 1, 1, 1)
-    abar_s = abar[t_prev.to(x_t.device)].reshape(abar_t.shape)  # alphabar_0 = 1 stands for x_0
+    abar = schedule.alphas_cumprod.to(x_t.device)  # no copy when the schedule is already there
+    abar_t = abar[t].reshape(-1, *([1] * (x_t.dim() - 1)))  # (B, 1, 1, 1)
+    abar_s = abar[t_prev].reshape(abar_t.shape)  # alphabar_0 = 1 stands for x_0
     if clip_x0:
         pred_x0 = pred_x0.clamp(-1.0, 1.0)
         pred_eps = (x_t - abar_t.sqrt().to(x_t.dtype) * pred_x0) / (1.0 - abar_t).sqrt().to(x_t.dtype)
@@ -162,12 +175,14 @@ def ddim_sample_loop(
         x_0 of shape ``shape``; with ``return_intermediates``, also the chain.
     """
     timesteps = ddim_timesteps(schedule.T, num_steps)
-    if isinstance(eta, bool) or not isinstance(eta, (int, float)) or not (math.isfinite(eta) and eta >= 0):
-        raise ValueError(f"eta must be a finite number >= 0, got {eta!r}")
+    eta = check_number("eta", eta, low=0)
     x = initial_noise(shape, generator=generator, device=device, x_T=x_T)
+    schedule = schedule.to(x.device)  # once, instead of copying alphabar at every step
     chain = [x.cpu()] if return_intermediates else []
     for t, s in zip(timesteps, timesteps[1:] + [0]):
-        step = ddim_mean_variance(schedule, model, x, t, s, eta=eta, clip_x0=clip_x0)
+        t_batch = torch.full((x.shape[0],), t, dtype=torch.long, device=x.device)  # (B,)
+        s_batch = torch.full((x.shape[0],), s, dtype=torch.long, device=x.device)  # (B,), 0 after the last step
+        step = _ddim_mean_variance(schedule, model, x, t_batch, s_batch, eta, clip_x0)
         z = torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device)
         x = step.mean + step.variance.sqrt() * z  # sigma = 0 when s = 0
         if return_intermediates:

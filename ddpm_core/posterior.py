@@ -2,6 +2,10 @@
 {eq}`eq-posterior-mean`, and x_0 recovered from a noise prediction, eq. {eq}`eq-x0-from-eps`.
 
 Timestep convention: the paper's t = 1..T; schedule arrays are indexed by t directly.
+
+:func:`q_posterior_mean_variance` and :func:`predict_x0_from_eps` check their arguments and
+then call an unchecked twin (``_...``) that holds the formula; the samplers check once before
+their loop and call the twins inside it.
 """
 
 from __future__ import annotations
@@ -34,6 +38,13 @@ def q_posterior_mean_variance(
     check_floating("x_t", x_t)
     check_same_shape("x0", x0, "x_t", x_t)
     t = check_timesteps(t, schedule.T, x0.shape[0])
+    return _q_posterior_mean_variance(schedule, x0, x_t, t)
+
+
+def _q_posterior_mean_variance(
+    schedule: NoiseSchedule, x0: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """:func:`q_posterior_mean_variance` without the checks, for the samplers' inner loops."""
     mean = extract(schedule.posterior_mean_coef1, t, x_t) * x0 + extract(schedule.posterior_mean_coef2, t, x_t) * x_t
     variance = extract(schedule.posterior_variance, t, x_t)
     log_variance = extract(schedule.posterior_log_variance_clipped, t, x_t)
@@ -60,6 +71,11 @@ def predict_x0_from_eps(
     check_floating("eps", eps)
     check_same_shape("x_t", x_t, "eps", eps)
     t = check_timesteps(t, schedule.T, x_t.shape[0])
+    return _predict_x0_from_eps(schedule, x_t, t, eps)
+
+
+def _predict_x0_from_eps(schedule: NoiseSchedule, x_t: torch.Tensor, t: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
+    """:func:`predict_x0_from_eps` without the checks, for the samplers' inner loops."""
     return extract(schedule.sqrt_recip_alphas_cumprod, t, x_t) * x_t - extract(schedule.sqrt_recipm1_alphas_cumprod, t, x_t) * eps
 
 

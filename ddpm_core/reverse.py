@@ -2,6 +2,11 @@
 
 The model is any callable ``model(x_t, t) -> eps_hat`` that predicts the noise eps from
 x_t, with t a long tensor of shape (B,) in 1..T (the paper's convention).
+
+Each public function checks its arguments once and calls an unchecked step (``_p_sample``,
+``_p_mean_variance``) that holds the maths. :func:`p_sample_loop` checks before its loop and
+calls the unchecked steps inside it: checking a timestep reads it back from the device, and
+doing that T times would make the GPU wait for the CPU at every step.
 """
 
 from __future__ import annotations
@@ -10,9 +15,9 @@ from typing import Callable, Literal, NamedTuple
 
 import torch
 
-from .posterior import predict_x0_from_eps, q_posterior_mean_variance
+from .posterior import _predict_x0_from_eps, _q_posterior_mean_variance
 from .schedules import NoiseSchedule, extract
-from .validation import check_floating, check_timesteps
+from .validation import check_choice, check_floating, check_timesteps
 
 EpsModel = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 VARIANCES = ("beta", "beta_tilde")
@@ -54,17 +59,28 @@ def p_mean_variance(
     Returns:
         :class:`PMeanVariance` (mean, variance, log_variance, pred_x0, pred_eps).
     """
-    if variance not in VARIANCES:
-        raise ValueError(f"variance must be one of {VARIANCES}, got {variance!r}")
+    t = _check_step(schedule, x_t, t, variance)
+    return _p_mean_variance(schedule, model, x_t, t, variance, clip_x0)
+
+
+def _check_step(schedule: NoiseSchedule, x_t: torch.Tensor, t: torch.Tensor | int, variance: str) -> torch.Tensor:
+    """Check the arguments of one reverse step; return t as a long tensor of shape (B,) on x_t's device."""
+    check_choice("variance", variance, VARIANCES)
     check_floating("x_t", x_t)
-    t = check_timesteps(t, schedule.T, x_t.shape[0])
-    pred_eps = model(x_t, t.to(x_t.device))
-    if pred_eps.shape != x_t.shape:
+    return check_timesteps(t, schedule.T, x_t.shape[0]).to(x_t.device)
+
+
+def _p_mean_variance(
+    schedule: NoiseSchedule, model: EpsModel, x_t: torch.Tensor, t: torch.Tensor, variance: str, clip_x0: bool
+) -> PMeanVariance:
+    """:func:`p_mean_variance` without the checks; t is a long tensor of shape (B,) on x_t's device."""
+    pred_eps = model(x_t, t)
+    if pred_eps.shape != x_t.shape:  # known only now; comparing shapes does not wait for the device
         raise ValueError(f"model output must have the shape of x_t {tuple(x_t.shape)}, got {tuple(pred_eps.shape)}")
-    pred_x0 = predict_x0_from_eps(schedule, x_t, t, pred_eps)
+    pred_x0 = _predict_x0_from_eps(schedule, x_t, t, pred_eps)
     if clip_x0:
         pred_x0 = pred_x0.clamp(-1.0, 1.0)
-    mean, _, _ = q_posterior_mean_variance(schedule, pred_x0, x_t, t)
+    mean, _, _ = _q_posterior_mean_variance(schedule, pred_x0, x_t, t)
     if variance == "beta":
         var = extract(schedule.betas, t, x_t)
         log_var = torch.log(var)
@@ -100,10 +116,23 @@ def p_sample(
     Returns:
         x_{t-1}, same shape as ``x_t``.
     """
-    t = check_timesteps(t, schedule.T, x_t.shape[0])
-    out = p_mean_variance(schedule, model, x_t, t, variance=variance, clip_x0=clip_x0)
+    t = _check_step(schedule, x_t, t, variance)
+    return _p_sample(schedule, model, x_t, t, variance, clip_x0, generator)
+
+
+def _p_sample(
+    schedule: NoiseSchedule,
+    model: EpsModel,
+    x_t: torch.Tensor,
+    t: torch.Tensor,
+    variance: str,
+    clip_x0: bool,
+    generator: torch.Generator | None,
+) -> torch.Tensor:
+    """:func:`p_sample` without the checks; t is a long tensor of shape (B,) on x_t's device."""
+    out = _p_mean_variance(schedule, model, x_t, t, variance, clip_x0)
     z = torch.randn(x_t.shape, generator=generator, dtype=x_t.dtype, device=x_t.device)
-    not_last = (t != 1).to(x_t.dtype).to(x_t.device).reshape(-1, *([1] * (x_t.dim() - 1)))
+    not_last = (t != 1).to(x_t.dtype).reshape(-1, *([1] * (x_t.dim() - 1)))  # (B, 1, ..., 1)
     return out.mean + not_last * torch.exp(0.5 * out.log_variance) * z
 
 
@@ -163,10 +192,13 @@ def p_sample_loop(
         x_0 of shape ``shape``; with ``return_intermediates``, also the list
         [x_T, x_{T-1}, ..., x_0] (T + 1 tensors, on the CPU), so that entry i is x_{T-i}.
     """
+    check_choice("variance", variance, VARIANCES)
     x = initial_noise(shape, generator=generator, device=device, x_T=x_T)
+    schedule = schedule.to(x.device)  # once, instead of copying each array at every step
     chain = [x.cpu()] if return_intermediates else []
     for t in range(schedule.T, 0, -1):
-        x = p_sample(schedule, model, x, t, variance=variance, clip_x0=clip_x0, generator=generator)
+        t_batch = torch.full((x.shape[0],), t, dtype=torch.long, device=x.device)  # (B,)
+        x = _p_sample(schedule, model, x, t_batch, variance, clip_x0, generator)
         if return_intermediates:
             chain.append(x.cpu())
     return (x, chain) if return_intermediates else x

@@ -11,6 +11,7 @@ Everything is computed in float64 and cast to the data's dtype only where it is 
 
 from __future__ import annotations
 
+import copy
 import math
 
 import torch
@@ -138,6 +139,19 @@ class NoiseSchedule:
             raise ValueError(f"schedule must be one of {SCHEDULE_NAMES}, got {name!r}")
         return cls.linear(T) if name == "linear" else cls.cosine(T)
 
+    def to(self, device: torch.device | str) -> "NoiseSchedule":
+        """This schedule with every array on ``device`` (still float64); ``self`` if they are there already.
+
+        A sampler moves the schedule once, before its loop, so that :func:`extract` finds the
+        arrays on the batch's device and copies nothing at each step.
+        """
+        moved = copy.copy(self)
+        for name, value in vars(self).items():
+            if isinstance(value, torch.Tensor):
+                setattr(moved, name, value.to(device))
+        # Tensor.to returns the tensor itself when it is already on the device.
+        return self if moved.betas is self.betas else moved
+
     def snr(self) -> torch.Tensor:
         """Signal-to-noise ratio alphabar_t / (1 - alphabar_t), length T + 1 (inf at t = 0)."""
         return self.alphas_cumprod / (1.0 - self.alphas_cumprod)
@@ -160,7 +174,9 @@ def extract(values: torch.Tensor, t: torch.Tensor, x: torch.Tensor) -> torch.Ten
     Returns:
         tensor of shape (B, 1, ..., 1) with x's dtype and device.
     """
-    out = values.to(x.device)[t.to(x.device)].to(x.dtype)
+    if values.device != x.device:  # a schedule not moved with NoiseSchedule.to: copied at each call
+        values = values.to(x.device)
+    out = values[t.to(x.device)].to(x.dtype)
     return out.reshape(x.shape[0], *([1] * (x.dim() - 1)))  # (B, 1, 1, 1) for images
 
 

@@ -37,7 +37,8 @@ def check_timesteps(t: torch.Tensor | int, T: int, batch_size: int, name: str = 
     """Return ``t`` as a ``(batch_size,)`` long tensor, checking that every entry is in 1..T.
 
     ``t`` may be a Python int (the same step for the whole batch), a 0-d tensor, or a 1-d
-    integer tensor with one timestep per example.
+    integer tensor with one timestep per example. Checking the range reads a tensor's values
+    back, which makes the CPU wait for the GPU: call it once per public call, never per step.
     """
     if isinstance(t, bool):
         raise ValueError(f"{name} must be an integer timestep in 1..{T}, got a bool")

@@ -22,6 +22,8 @@ from ddpm_core import (
     q_posterior_mean_variance,
     vb_terms_bpd,
 )
+from ddpm_core import ddim, posterior, reverse, schedules, validation  # the modules whose checks are counted
+from ddpm_core.ddim import ddim_sample_loop
 
 N_SE = 4.5  # Monte Carlo tolerance, in standard errors
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -257,3 +259,75 @@ def test_defaults_are_the_papers_choices():
         torch.testing.assert_close(default, run(variance="beta", clip_x0=True), rtol=0, atol=0)
         assert not torch.allclose(default, run(variance="beta_tilde", clip_x0=True))
         assert not torch.allclose(default, run(variance="beta", clip_x0=False))
+
+
+# --- what a sampling loop costs per step ---------------------------------------------------
+
+LOOPS = {
+    "p_sample_loop": lambda s, model, shape, **kw: p_sample_loop(s, model, shape, **kw),
+    "ddim_sample_loop": lambda s, model, shape, **kw: ddim_sample_loop(s, model, shape, num_steps=s.T, eta=1.0, **kw),
+}
+
+
+def small_model(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    return 0.1 * x + 1e-3 * t.to(x.dtype).reshape(-1, *([1] * (x.dim() - 1)))
+
+
+def record_checks(monkeypatch) -> list[str]:
+    """Wrap every ``ddpm_core.validation`` check the samplers' modules import; return the list of calls."""
+    calls = []
+    for module in (reverse, ddim, posterior, schedules):
+        for name, value in vars(module).items():
+            if name.startswith("check_") and value is getattr(validation, name, None):
+
+                def recording(*args, _name=name, _check=value, **kwargs):
+                    calls.append(_name)
+                    return _check(*args, **kwargs)
+
+                monkeypatch.setattr(module, name, recording)
+    return calls
+
+
+@pytest.mark.parametrize("loop", sorted(LOOPS))
+def test_sampling_loop_checks_its_arguments_before_the_loop_not_at_each_step(monkeypatch, loop):
+    calls = record_checks(monkeypatch)
+    counts = []
+    for T in (3, 30):
+        calls.clear()
+        x_T = torch.randn(2, 3, generator=torch.Generator().manual_seed(0))
+        LOOPS[loop](NoiseSchedule.linear(T), small_model, (2, 3), x_T=x_T, generator=torch.Generator().manual_seed(1))
+        counts.append(len(calls))
+    assert 1 <= counts[0] <= 3 and counts[1] == counts[0], counts
+    # The public one-step functions still check what they are given, once each.
+    calls.clear()
+    p_sample(NoiseSchedule.linear(3), small_model, x_T, 2)
+    assert sorted(calls) == ["check_choice", "check_floating", "check_timesteps"]
+    with pytest.raises(ValueError, match="t must be in 1..3"):
+        p_sample(NoiseSchedule.linear(3), small_model, x_T, 4)
+
+
+@pytest.mark.parametrize("loop", sorted(LOOPS))
+def test_sampling_loop_reads_no_tensor_back_to_python(monkeypatch, loop):
+    """On a GPU, reading a value back (int(t), t.item(), if tensor: ...) waits for every queued step."""
+
+    def refuse(self, *args):
+        raise AssertionError("a tensor's value was read back during sampling")
+
+    schedule = NoiseSchedule.linear(10)
+    for method in ("__bool__", "__int__", "__float__", "__index__", "item", "tolist"):
+        monkeypatch.setattr(torch.Tensor, method, refuse)
+    LOOPS[loop](schedule, small_model, (2, 3), generator=torch.Generator().manual_seed(1))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("loop", sorted(LOOPS))
+def test_sampling_loop_on_the_gpu_never_waits_for_it(loop):
+    schedule = NoiseSchedule.linear(10).to("cuda")  # moving it is the one copy; the loop then finds it there
+    generator = torch.Generator("cuda").manual_seed(1)
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        x = LOOPS[loop](schedule, small_model, (2, 3), generator=generator)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert x.is_cuda and bool(x.isfinite().all())

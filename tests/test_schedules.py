@@ -189,3 +189,51 @@ def test_snr_is_alphabar_over_one_minus_alphabar():
     ab = s.alphas_cumprod[1:]
     torch.testing.assert_close(s.snr()[1:], ab / (1 - ab), rtol=RTOL, atol=0)
     assert bool((s.snr()[1:] < s.snr()[:-1]).all())
+
+
+def test_to_returns_the_schedule_itself_when_its_arrays_are_already_there():
+    s = NoiseSchedule.linear(20)
+    assert s.to("cpu") is s
+    assert s.to(torch.device("cpu")) is s
+
+
+def test_to_moves_every_array_and_leaves_the_original_in_place():
+    s = NoiseSchedule.cosine(20)
+    moved = s.to("meta")  # a device without data, so that the test needs no GPU
+    arrays = [name for name, value in vars(s).items() if isinstance(value, torch.Tensor)]
+    assert "betas" in arrays and "posterior_log_variance_clipped" in arrays
+    for name in arrays:
+        assert getattr(moved, name).device.type == "meta", name
+        assert getattr(moved, name).dtype == torch.float64, name
+        assert getattr(s, name).device.type == "cpu", name
+    assert moved.T == s.T
+    assert moved.to("meta") is moved
+
+
+def test_extract_does_not_copy_an_array_already_on_the_batch_device(monkeypatch):
+    s = NoiseSchedule.linear(20)
+    copies = []
+    original_to = torch.Tensor.to
+
+    def recording_to(self, *args, **kwargs):
+        out = original_to(self, *args, **kwargs)
+        if self is s.alphas_cumprod and out is not self:
+            copies.append(args)
+        return out
+
+    monkeypatch.setattr(torch.Tensor, "to", recording_to)
+    extract(s.alphas_cumprod, torch.tensor([1, 7, 20]), torch.zeros(3, 2))
+    assert copies == []
+    extract(s.alphas_cumprod, torch.tensor([1, 7, 20]), torch.zeros(3, 2, device="meta"))
+    assert len(copies) == 1  # the same array for a batch on another device is copied there
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_schedule_moved_to_the_gpu_is_not_copied_again():
+    s = NoiseSchedule.linear(20).to("cuda")
+    assert s.betas.is_cuda
+    assert s.to("cuda") is s and s.to(s.betas.device) is s
+    assert s.to(s.betas.device).alphas_cumprod.data_ptr() == s.alphas_cumprod.data_ptr()
+    x = torch.zeros(3, 2, device="cuda")
+    torch.testing.assert_close(extract(s.alphas_cumprod, torch.tensor([1, 7, 20], device="cuda"), x).flatten().cpu(),
+                               NoiseSchedule.linear(20).alphas_cumprod[[1, 7, 20]].float())
