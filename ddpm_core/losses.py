@@ -15,7 +15,7 @@ from .forward import q_mean_variance, q_sample
 from .posterior import q_posterior_mean_variance
 from .reverse import EpsModel, p_mean_variance
 from .schedules import NoiseSchedule
-from .validation import check_floating, check_same_shape, check_timesteps
+from .validation import check_floating, check_int, check_number, check_same_shape, check_timesteps
 
 LOSS_TYPES = ("l2", "l1")
 
@@ -91,8 +91,7 @@ def min_snr_weight(schedule: NoiseSchedule, t: torch.Tensor | int, gamma: float 
     Returns:
         float32 tensor of shape (B,) (B = 1 for an int t), every entry in (0, 1].
     """
-    if isinstance(gamma, bool) or not isinstance(gamma, (int, float)) or not (math.isfinite(gamma) and gamma > 0):
-        raise ValueError(f"gamma must be a finite number > 0, got {gamma!r}")
+    check_number("gamma", gamma, low=0, low_open=True)
     batch = t.shape[0] if isinstance(t, torch.Tensor) and t.dim() == 1 else 1
     t = check_timesteps(t, schedule.T, batch)  # (B,) long, every entry in 1..T
     snr = schedule.snr()[t.cpu()]  # (B,), float64
@@ -256,8 +255,7 @@ def bpd_bound_stratified(
     check_floating("x0", x0)
     if schedule.T < 2:
         raise ValueError(f"schedule.T must be >= 2 for a sum over t = 2..T, got {schedule.T}")
-    if isinstance(blocks, bool) or not isinstance(blocks, int) or not 1 <= blocks <= schedule.T - 1:
-        raise ValueError(f"blocks must be an integer in 1..T - 1 = 1..{schedule.T - 1}, got {blocks!r}")
+    check_int("blocks", blocks, 1, schedule.T - 1)  # 1..T - 1
     B, device = x0.shape[0], x0.device
     edges = torch.linspace(2, schedule.T + 1, blocks + 1).round().long()  # run k holds t in [edges[k], edges[k+1])
     prior = prior_bpd(schedule, x0)  # L_T, (B,)

@@ -17,7 +17,6 @@ shipped with it). It doubles the model calls.
 from __future__ import annotations
 
 import argparse
-import math
 from pathlib import Path
 
 import torch
@@ -25,6 +24,7 @@ import torch
 from .ddim import ddim_sample_loop
 from .guidance import Autoguided
 from .reverse import VARIANCES, p_sample_loop
+from .validation import check_int, check_number
 from .weights import PRETRAINED_GUIDE, load_weights
 
 SAMPLERS = ("ddpm", "ddim")
@@ -62,16 +62,14 @@ def main(argv: list[str] | None = None) -> torch.Tensor:
     from .plotting import image_grid, png_bytes
 
     args = build_parser().parse_args(argv)
-    if args.n < 1:
-        raise ValueError(f"--n must be >= 1, got {args.n}")
-    if args.threads is not None and args.threads < 1:
-        raise ValueError(f"--threads must be an integer >= 1, got {args.threads}")
+    check_int("--n", args.n, 1)
+    if args.threads is not None:
+        check_int("--threads", args.threads, 1)
     if args.device == "cuda" and not torch.cuda.is_available():
         raise ValueError("--device cuda was asked for, but torch.cuda.is_available() is False; use --device cpu")
     if args.threads is not None:
         torch.set_num_threads(args.threads)
-    if not (math.isfinite(args.guidance) and args.guidance >= 1):
-        raise ValueError(f"--guidance must be a finite number >= 1 (1: no guidance), got {args.guidance}")
+    check_number("--guidance", args.guidance, low=1)  # 1: no guidance
     model, schedule = load_weights(args.weights, device=args.device)
     cfg = model.config
     if args.guidance > 1:

@@ -28,7 +28,7 @@ from typing import Callable
 import torch
 
 from .schedules import NoiseSchedule
-from .validation import check_floating, check_same_shape, check_timesteps
+from .validation import check_floating, check_int, check_same_shape, check_timesteps
 
 
 @dataclass(frozen=True, kw_only=True, eq=False)  # eq=False: tensors have no truth value
@@ -82,8 +82,7 @@ class GaussianMixture:
         Returns:
             float64 tensor of shape (n, D).
         """
-        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-            raise ValueError(f"n must be an integer >= 1, got {n!r}")
+        check_int("n", n, 1)
         k = torch.multinomial(self.weights, n, replacement=True, generator=generator)  # (n,)
         z = torch.randn(n, self.dim, generator=generator, dtype=torch.float64)
         return self.means[k] + self.stds[k, None] * z
@@ -157,8 +156,7 @@ def ring_mixture(k: int = 8, radius: float = 0.7, std: float = 0.08) -> Gaussian
     Returns:
         the mixture.
     """
-    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-        raise ValueError(f"k must be an integer >= 1, got {k!r}")
+    check_int("k", k, 1)
     if not radius > 0:
         raise ValueError(f"radius must be > 0, got {radius}")
     if not std > 0:
@@ -315,8 +313,7 @@ def sliced_wasserstein(
     if a.dim() != 2 or a.shape[0] < 1:
         raise ValueError(f"a must have shape (N, D) with N >= 1, got {tuple(a.shape)}")
     check_same_shape("a", a, "b", b)
-    if isinstance(n_projections, bool) or not isinstance(n_projections, int) or n_projections < 1:
-        raise ValueError(f"n_projections must be an integer >= 1, got {n_projections!r}")
+    check_int("n_projections", n_projections, 1)
     directions = torch.randn(a.shape[1], n_projections, generator=generator, dtype=torch.float64)
     directions = directions / directions.norm(dim=0, keepdim=True)  # (D, P), unit columns
     proj_a = torch.sort(a.to(torch.float64).cpu() @ directions, dim=0).values  # (N, P)

@@ -28,7 +28,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .validation import check_floating
+from .validation import check_floating, check_int
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -63,9 +63,7 @@ class UNetConfig:
 
     def __post_init__(self) -> None:
         for name in ("image_channels", "image_size", "patch_size", "base_channels", "num_res_blocks", "num_groups"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+            check_int(name, getattr(self, name), 1)
         for name in ("channel_mults", "attention_resolutions"):
             value = getattr(self, name)
             if not isinstance(value, tuple) or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in value):

@@ -878,7 +878,7 @@ def test_sample_command_line_passes_eta_and_checks_n(tmp_path):
         expected = ddim_sample_loop(schedule, model, (2, 1, 32, 32), num_steps=3, eta=eta,
                                     generator=torch.Generator().manual_seed(0))
         torch.testing.assert_close(sample_main(common + flags), expected, rtol=0, atol=1e-6)
-    with pytest.raises(ValueError, match="--n must be >= 1"):
+    with pytest.raises(ValueError, match="--n must be an integer >= 1"):
         sample_main(["--n", "0", "--out", str(tmp_path / "x.png")])
     assert not (tmp_path / "x.png").exists()
 

@@ -23,6 +23,7 @@ from typing import Callable
 import torch
 
 from ..unet import UNetConfig
+from ..validation import check_int
 from ..weights import export_checkpoint, list_checkpoints
 from .config import AMP_MODES, DATA_SOURCES, DEVICES, LOSS_TYPES, LOSS_WEIGHTINGS, LR_DECAYS, OPTIMIZERS, SCHEDULES, TrainConfig
 from .loop import TrainResult, train
@@ -131,8 +132,8 @@ def main(argv: list[str] | None = None) -> TrainResult:
         ValueError: a flag has a value that is not allowed (the message names the flag).
     """
     args = build_parser().parse_args(argv)
-    if args.threads is not None and args.threads < 1:
-        raise ValueError(f"--threads must be an integer >= 1, got {args.threads}")
+    if args.threads is not None:
+        check_int("--threads", args.threads, 1)
     for flag, path in (("--export", args.export), ("--export-guide", args.export_guide)):
         if path is not None and Path(path).suffix != ".safetensors":
             raise ValueError(f"{flag} must name a .safetensors file, got {path!r}")  # checked before training, not after
