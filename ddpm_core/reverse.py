@@ -6,7 +6,7 @@ x_t, with t a long tensor of shape (B,) in 1..T (the paper's convention).
 Each public function checks its arguments once and calls an unchecked step (``_p_sample``,
 ``_p_mean_variance``) that holds the maths. :func:`p_sample_loop` checks before its loop and
 calls the unchecked steps inside it: checking a timestep reads it back from the device, and
-doing that T times would make the GPU wait for the CPU at every step.
+doing that T times would make the CPU wait for the GPU at every step.
 """
 
 from __future__ import annotations
