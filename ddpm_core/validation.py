@@ -68,10 +68,9 @@ def check_int(name: str, value: object, minimum: int = 0, maximum: int | None = 
 
     Python and NumPy integers pass; bools, floats (even 2.0) and strings do not.
     """
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    if value < minimum or (maximum is not None and value > maximum):
-        allowed = f">= {minimum}" if maximum is None else f"in {minimum}..{maximum}"
+    allowed = f">= {minimum}" if maximum is None else f"in {minimum}..{maximum}"
+    integer = isinstance(value, numbers.Integral) and not isinstance(value, bool)
+    if not integer or value < minimum or (maximum is not None and value > maximum):
         raise ValueError(f"{name} must be an integer {allowed}, got {value!r}")
     return int(value)
 
