@@ -26,7 +26,7 @@ import torch
 from .posterior import _predict_x0_from_eps
 from .reverse import EpsModel, initial_noise
 from .schedules import NoiseSchedule
-from .validation import check_floating, check_number, check_timesteps
+from .validation import check_floating, check_int, check_number, check_timesteps
 
 
 def ddim_timesteps(T: int, num_steps: int) -> list[int]:
@@ -41,8 +41,7 @@ def ddim_timesteps(T: int, num_steps: int) -> list[int]:
     Returns:
         the timesteps in the order the sampler visits them (decreasing).
     """
-    if isinstance(num_steps, bool) or not isinstance(num_steps, int) or not 1 <= num_steps <= T:
-        raise ValueError(f"num_steps must be an integer in 1..{T} (T), got {num_steps!r}")
+    check_int("num_steps", num_steps, 1, T)
     if num_steps == 1:
         return [T]
     # Spacing (T - 1) / (num_steps - 1) >= 1, so rounding keeps the entries distinct.

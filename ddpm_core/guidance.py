@@ -21,11 +21,11 @@ It costs a second network evaluation per step.
 
 from __future__ import annotations
 
-import math
 
 import torch
 
 from .reverse import EpsModel
+from .validation import check_number
 
 
 class Autoguided(torch.nn.Module):
@@ -39,9 +39,8 @@ class Autoguided(torch.nn.Module):
 
     def __init__(self, model: EpsModel, guide: EpsModel, weight: float):
         super().__init__()
-        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not (math.isfinite(weight) and weight >= 1):
-            raise ValueError(f"weight must be a finite number >= 1 (1: the model alone), got {weight!r}")
-        self.model, self.guide, self.weight = model, guide, float(weight)
+        self.model, self.guide = model, guide
+        self.weight = check_number("weight", weight, low=1)  # 1: the model alone
 
     def forward(self, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         eps_model = self.model(x_t, t)

@@ -16,7 +16,7 @@ import math
 
 import torch
 
-from .validation import check_timesteps
+from .validation import check_int, check_number, check_timesteps
 
 
 def linear_beta_schedule(T: int, beta_start: float = 1e-4, beta_end: float = 0.02) -> torch.Tensor:
@@ -52,8 +52,7 @@ def cosine_beta_schedule(T: int, s: float = 0.008) -> torch.Tensor:
         float64 tensor of shape (T,) holding beta_1..beta_T.
     """
     _check_T(T)
-    if not s >= 0.0:
-        raise ValueError(f"s must be >= 0, got {s}")
+    check_number("s", s, low=0)
     steps = torch.arange(T + 1, dtype=torch.float64)
     f = torch.cos(((steps / T + s) / (1 + s)) * math.pi / 2) ** 2
     alphas_cumprod = f / f[0]
@@ -181,8 +180,7 @@ def extract(values: torch.Tensor, t: torch.Tensor, x: torch.Tensor) -> torch.Ten
 
 
 def _check_T(T: int) -> None:
-    if isinstance(T, bool) or not isinstance(T, int) or T < 1:
-        raise ValueError(f"T must be an integer >= 1, got {T!r}")
+    check_int("T", T, 1)
 
 
 __all__ = [

@@ -132,9 +132,9 @@ def test_linear_schedule_rejects_betas_outside_0_1(kwargs, name):
 
 @pytest.mark.parametrize("s", [-0.1, float("nan")])
 def test_cosine_schedule_rejects_bad_s(s):
-    with pytest.raises(ValueError, match=r"^s must be >= 0"):
+    with pytest.raises(ValueError, match=r"^s must be a finite number >= 0"):
         cosine_beta_schedule(10, s=s)
-    with pytest.raises(ValueError, match=r"^s must be >= 0"):
+    with pytest.raises(ValueError, match=r"^s must be a finite number >= 0"):
         NoiseSchedule.cosine(10, s=s)
 
 
