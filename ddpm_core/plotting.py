@@ -21,6 +21,8 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
+from .validation import check_int
+
 
 def to_uint8(images: torch.Tensor) -> np.ndarray:
     """Map images in [-1, 1] to uint8 pixels in 0..255 (values outside are clipped)."""
@@ -35,8 +37,7 @@ def image_grid(images: torch.Tensor, nrow: int = 8, padding: int = 2) -> np.ndar
     """
     if images.dim() != 4:
         raise ValueError(f"images must have shape (B, C, H, W), got {tuple(images.shape)}")
-    if nrow < 1:
-        raise ValueError(f"nrow must be >= 1, got {nrow}")
+    check_int("nrow", nrow, 1)
     pixels = to_uint8(images)  # (B, C, H, W)
     B, C, H, W = pixels.shape
     ncol = min(nrow, B)
