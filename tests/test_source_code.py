@@ -1,7 +1,7 @@
 """Evidence for every problem of the source's code (ddpm_core.source_code).
 
 Each test asserts that a problem exists, so the book's code chapter can rely on it; the
-issue numbers are those of the module docstring. References are independent: closed forms,
+issue numbers are those of the package docstring. References are independent: closed forms,
 parameter counts by formula, the book's own schedule, and the exact denoiser of Gaussian data.
 The source indexes timesteps by i = 0..T-1, the paper's t = i + 1.
 """
@@ -369,7 +369,7 @@ def test_issue14_training_recipe(install, unet, monkeypatch):
             made.append((self, kwargs))
 
     clipped = []
-    monkeypatch.setattr(src, "Adam", RecordingAdam)
+    monkeypatch.setattr(src.training, "Adam", RecordingAdam)  # the module of source_train
     monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", lambda *args, **kwargs: clipped.append(args))
     monkeypatch.setattr(torch.nn.utils, "clip_grad_value_", lambda *args, **kwargs: clipped.append(args))
     model = CountingModel()
