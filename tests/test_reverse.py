@@ -291,19 +291,20 @@ def record_checks(monkeypatch) -> list[str]:
 @pytest.mark.parametrize("loop", sorted(LOOPS))
 def test_sampling_loop_checks_its_arguments_before_the_loop_not_at_each_step(monkeypatch, loop):
     calls = record_checks(monkeypatch)
+    x_T = torch.randn(2, 3, generator=torch.Generator().manual_seed(0))
     counts = []
     for T in (3, 30):
+        schedule = NoiseSchedule.linear(T)
         calls.clear()
-        x_T = torch.randn(2, 3, generator=torch.Generator().manual_seed(0))
-        LOOPS[loop](NoiseSchedule.linear(T), small_model, (2, 3), x_T=x_T, generator=torch.Generator().manual_seed(1))
+        LOOPS[loop](schedule, small_model, (2, 3), x_T=x_T, generator=torch.Generator().manual_seed(1))
         counts.append(len(calls))
-    assert 1 <= counts[0] <= 3 and counts[1] == counts[0], counts
+    assert 1 <= counts[0] <= 5 and counts[1] == counts[0], counts  # a few checks, however many steps
     # The public one-step functions still check what they are given, once each.
     calls.clear()
-    p_sample(NoiseSchedule.linear(3), small_model, x_T, 2)
+    p_sample(schedule, small_model, x_T, 2)
     assert sorted(calls) == ["check_choice", "check_floating", "check_timesteps"]
-    with pytest.raises(ValueError, match="t must be in 1..3"):
-        p_sample(NoiseSchedule.linear(3), small_model, x_T, 4)
+    with pytest.raises(ValueError, match="t must be in 1..30"):
+        p_sample(schedule, small_model, x_T, 31)
 
 
 @pytest.mark.parametrize("loop", sorted(LOOPS))
