@@ -1,4 +1,4 @@
-"""How much the Frechet distance of 500 digits moves by chance: the noise under time_to_quality.py.
+"""Fréchet-distance noise: how much does the FD of 500 digits move by chance, when nothing but the draw changes?
 
 Every number of ``time_to_quality.py`` is one Frechet distance (FD) between 500 digits and the 500
 held-out test digits (``load_mnist_5k("test")``: exactly 50 of each class), in the feature space of
@@ -16,29 +16,28 @@ nothing but the draw of the 500 digits changes:
 For every set: FD, FD / floor, the class counts, and chi^2 = sum_k (n_k - 50)^2 / 50, how far the
 counts are from 50 per class; then, per kind, the spread of FD / floor and its correlation with
 chi^2, and the shipped model's class counts pooled over all its sets (is its class mix off, beyond
-the luck of each draw?). Prints a Markdown table and writes ``benchmarks/results/fd_noise.json``.
+the luck of each draw?). Prints a Markdown table and writes ``benchmarks/results/fd_noise.json``;
+a run with other settings must name its ``--out``.
 
-    .venv/bin/python benchmarks/fd_noise.py                        # the recorded run (~4 min, 1 thread)
-    .venv/bin/python benchmarks/fd_noise.py --sample-seeds 1,2     # quicker
+    .venv/bin/python benchmarks/fd_noise.py                                          # ~4 min, 1 thread
+    .venv/bin/python benchmarks/fd_noise.py --sample-seeds 1,2 --out /tmp/fd.json    # quicker
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-from pathlib import Path
 
 import numpy as np
 import torch
 
 from ddpm_core.data import TEST_PER_CLASS, load_mnist_5k
 from ddpm_core.evaluation import classifier_outputs, frechet_distance, load_classifier
-from ddpm_core.train import PRETRAINED, TrainConfig, load_pretrained
+from ddpm_core.train import TrainConfig
+from ddpm_core.weights import PRETRAINED, load_model
 
-from machine import machine, write_record  # benchmarks/machine.py: what the numbers were measured on
+from machine import machine, out_path, write_record  # benchmarks/machine.py
 from time_to_quality import generate  # the sampler every time_to_quality.py number uses
 
-RESULTS = Path(__file__).resolve().parent / "results"
 SET_SIZE = 500  # digits per set, as in time_to_quality.py
 
 
@@ -53,8 +52,10 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--threads", type=int, default=1, help="torch.set_num_threads (default 1)")
     p.add_argument("--sample-seeds", default="1,2,3,4,5,6,7,8,9",
                    help="comma-separated sampling seeds of the shipped model, one set of 500 each")
-    p.add_argument("--out", default=str(RESULTS / "fd_noise.json"))
+    p.add_argument("--out", help="the JSON record (default, for the default settings only: "
+                                 "benchmarks/results/fd_noise.json)")
     args = p.parse_args(argv)
+    out = out_path(p, args, "fd_noise.json")
     seeds = [int(s) for s in args.sample_seeds.split(",") if s.strip()]
     if not seeds:
         p.error("--sample-seeds needs at least one integer seed")
@@ -85,8 +86,8 @@ def main(argv: list[str] | None = None) -> dict:
     for i, idx in enumerate(torch.cat(per_class, dim=1)):  # (9, 500)
         add("stratified", f"stratified set {i + 1}", feats_train[idx], np.bincount(train_labels[idx].numpy(), minlength=10))
 
-    model, _ = load_pretrained()
-    cfg = TrainConfig.from_dict(json.loads(PRETRAINED.with_suffix(".json").read_text())["train_config"])
+    model, card = load_model(PRETRAINED)
+    cfg = TrainConfig.from_dict(card["train_config"])
     for seed in seeds:
         samples = generate(model, cfg, SET_SIZE, ddim_steps=50, eta=1.0, seed=seed)
         feats, probs = classifier_outputs(samples, classifier)
@@ -120,7 +121,7 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"\nshipped model, all {pooled.sum()} samples pooled: class counts {' '.join(map(str, pooled))}, "
           f"chi^2 = {chi_square_from_uniform(pooled):.1f} (9 degrees of freedom)")
     return write_record(
-        args.out, "fd_noise.py", "fd_noise", argv, info,
+        out, "fd_noise.py", "fd_noise", argv, info,
         floor=floor, reference="load_mnist_5k('test'): 500 held-out digits, 50 per class",
         shipped_sampler="DDIM, 50 steps, eta = 1, x0 clipped (time_to_quality.py's ddim50-eta1)",
         summary=summary, sets=rows,

@@ -1,9 +1,10 @@
-"""The training chapter's code path on a CUDA GPU: speed of each precision setting, resumption, sampling cost.
+"""The GPU check: does the training chapter's code path work on a CUDA GPU, and how fast is each precision setting?
 
 Everything here calls what the chapter calls (:func:`ddpm_core.train.train`,
-:func:`ddpm_core.reverse.p_sample_loop`, :func:`ddpm_core.ddim.ddim_sample_loop`), at the full
-run's settings (``ddpm_core``'s default U-Net, batch 128, Min-SNR weighting), on the 4,500
-offline digits (the speed of a step does not depend on the data source).
+:func:`ddpm_core.reverse.p_sample_loop`, :func:`ddpm_core.ddim.ddim_sample_loop`), with the
+chapter's GPU recipe :data:`ddpm_core.train.FULL` (``ddpm_core``'s default U-Net, batch 128,
+Min-SNR weighting) on the 4,500 offline digits (the speed of a step does not depend on the data
+source) and the step counts of this script.
 
 * **Throughput**: one short training run per setting; ``amp="fp16"`` is the path a T4 takes
   (fp16 with a gradient scaler), ``"bf16"`` the one of cards of compute capability 8.0 or
@@ -14,12 +15,13 @@ offline digits (the speed of a step does not depend on the data source).
   cuDNN may pick non-deterministic kernels.
 * **Sampling cost**: the 1000-step chain of Algorithm 2 and 50-step DDIM, batches 1 and 64.
 
-Needs a CUDA GPU. Writes JSON (default ``benchmarks/results/gpu_check.json``) and prints a table.
-``--smoke`` runs every part on the CPU instead, with a tiny network, few steps and float32 in
-place of each precision setting, so that the script itself is tested without a GPU
-(``tests/test_benchmarks.py`` does); its numbers mean nothing.
+Needs a CUDA GPU. Writes JSON (default ``benchmarks/results/gpu_check.json``, for the default
+settings only; ``gpu_run.sh`` writes it to ``$OUT``) and prints a table. ``--smoke`` runs every
+part on the CPU instead, with a tiny network, few steps and float32 in place of each precision
+setting, so that the script itself is tested without a GPU (``tests/test_benchmarks.py`` does);
+its numbers mean nothing.
 
-    python benchmarks/gpu_check.py --out gpu_check.json
+    python benchmarks/gpu_check.py
     python benchmarks/gpu_check.py --smoke --out /tmp/gpu_check_smoke.json
 """
 
@@ -36,28 +38,27 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # ddpm_core without installing it
 
 from ddpm_core.data import load_mnist_5k  # noqa: E402
 from ddpm_core.ddim import ddim_sample_loop  # noqa: E402
 from ddpm_core.reverse import p_sample_loop  # noqa: E402
-from ddpm_core.train import TrainConfig, make_schedule, train  # noqa: E402
+from ddpm_core.train import FULL, TrainConfig, make_schedule, train  # noqa: E402
 from ddpm_core.unet import UNet, UNetConfig, count_parameters  # noqa: E402
 
-RESULTS = Path(__file__).resolve().parent / "results"
+from machine import out_path  # noqa: E402  (benchmarks/machine.py)
 
-FULL = TrainConfig(  # the chapter's FULL_CFG, on the offline digits
-    data="offline", batch_size=128, lr=1e-3, warmup_steps=500, lr_decay="cosine", ema_decay=0.9995,
-    loss_weighting="min_snr", checkpoint_every=0, log_every=50, sample_every=0,
-    amp="auto", channels_last=True, device="cuda", model=UNetConfig(),
-)
+# The chapter's GPU recipe on the offline digits, on the GPU, writing no checkpoints or previews;
+# each part below sets its own number of steps.
+GPU_CHECK = dataclasses.replace(FULL, data="offline", device="cuda", checkpoint_every=0, keep_checkpoints=0,
+                                log_every=50, sample_every=0)
 
 SMOKE = dataclasses.replace(  # --smoke: the same parts on the CPU, in seconds
-    FULL, T=50, batch_size=8, device="cpu", amp="off", channels_last=False, warmup_steps=2, log_every=2,
+    GPU_CHECK, T=50, batch_size=8, device="cpu", amp="off", channels_last=False, warmup_steps=2, log_every=2,
     model=UNetConfig(base_channels=8, channel_mults=(1, 2), attention_resolutions=(), num_groups=4),
 )
 
-SETTINGS = {  # name: fields replaced in FULL
+SETTINGS = {  # name: fields replaced in GPU_CHECK
     "fp32": dict(amp="off", channels_last=False),
     "tf32": dict(amp="off", channels_last=False),  # float32 with TensorFloat-32 matrix units
     "fp16+scaler": dict(amp="fp16", channels_last=False),
@@ -134,23 +135,23 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--compile-steps", type=int, default=600, help="training steps with torch.compile")
     p.add_argument("--skip", default="", help="comma-separated settings to leave out")
     p.add_argument("--smoke", action="store_true", help="run every part on the CPU with a tiny network (tests the script)")
-    p.add_argument("--out", default=str(RESULTS / "gpu_check.json"))
+    p.add_argument("--out", help="the JSON record (default, for the default settings only: "
+                                 "benchmarks/results/gpu_check.json)")
     args = p.parse_args(argv)
+    out = out_path(p, args, "gpu_check.json")
     if args.smoke:
         torch.set_num_threads(1)  # tiny tensors: more threads only wait on each other
         base, gpu_name, capability = SMOKE, "none (--smoke: CPU, tiny network)", "-"
     elif not torch.cuda.is_available():
         raise SystemExit("gpu_check.py needs a CUDA GPU (torch.cuda.is_available() is False); --smoke runs it on the CPU")
     else:
-        base, gpu = FULL, torch.cuda.get_device_properties(0)
+        base, gpu = GPU_CHECK, torch.cuda.get_device_properties(0)
         gpu_name, capability = gpu.name, f"{gpu.major}.{gpu.minor}"
     record = {
         "gpu": gpu_name, "compute_capability": capability, "torch": torch.__version__,
         "cuda": torch.version.cuda, "parameters": count_parameters(UNet(base.model)),
         "date": time.strftime("%Y-%m-%d"), "throughput": [], "resumption": [], "sampling": [],
     }
-    out = Path(args.out)
-
     def save() -> None:
         out.write_text(json.dumps(record, indent=2) + "\n")
 

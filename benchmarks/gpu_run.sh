@@ -51,7 +51,7 @@ last_preview=$(ls "$RUN_DIR"/samples/*.png 2>/dev/null | tail -1)
 [ -n "$last_preview" ] && cp "$last_preview" "$OUT/last_preview.png"
 last_ckpt=$(ls "$RUN_DIR"/checkpoints/*.pt 2>/dev/null | tail -1)
 [ -n "$last_ckpt" ] && python3 -c "
-import sys; from ddpm_core.train import export_checkpoint
+import sys; from ddpm_core.weights import export_checkpoint
 export_checkpoint(sys.argv[1], sys.argv[2], metadata={'machine': 'GPU check (benchmarks/gpu_run.sh)'})" \
     "$last_ckpt" "$OUT/gpu_run_ema.safetensors"
 

@@ -1,5 +1,6 @@
-"""What a benchmark ran on, and the JSON record that keeps it next to the numbers."""
+"""What a benchmark ran on, the JSON record that keeps it next to the numbers, and where it goes."""
 
+import argparse
 import json
 import os
 import platform
@@ -8,6 +9,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
+
+RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def machine() -> dict:
@@ -30,6 +33,29 @@ def machine() -> dict:
     }
 
 
+def changed_options(parser: argparse.ArgumentParser, args: argparse.Namespace, ignore: tuple[str, ...] = ()) -> list[str]:
+    """The options of ``args`` whose value is not ``parser``'s default, as flags (``--sample-seeds``)."""
+    return [f"--{name.replace('_', '-')}" for name, value in vars(args).items()
+            if name not in ("out", *ignore) and value != parser.get_default(name)]
+
+
+def out_path(parser: argparse.ArgumentParser, args: argparse.Namespace, current: str,
+             changed: list[str] | None = None) -> Path:
+    """Where a run writes its record: ``--out`` if given, else ``results/<current>``.
+
+    ``results/<current>`` is the recorded result of the script's default configuration, so only
+    that configuration may rewrite it: a run that changes any option (``changed``, by default
+    :func:`changed_options`) must name its own ``--out``.
+    """
+    if args.out is not None:
+        return Path(args.out)
+    changed = changed_options(parser, args) if changed is None else changed
+    if changed:
+        parser.error(f"{', '.join(changed)} given: only the default configuration rewrites its recorded result, "
+                     f"benchmarks/results/{current}; name this run's file with --out")
+    return RESULTS / current
+
+
 def write_record(out: str | Path, script: str, benchmark: str, argv: list[str] | None, info: dict, **fields) -> dict:
     """Write ``{benchmark, date, command, machine, **fields}`` as JSON to ``out`` and return it.
 
@@ -39,7 +65,7 @@ def write_record(out: str | Path, script: str, benchmark: str, argv: list[str] |
     record = {
         "benchmark": benchmark,
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        "command": f"python benchmarks/{script} " + " ".join(sys.argv[1:] if argv is None else argv),
+        "command": " ".join(["python", f"benchmarks/{script}", *(sys.argv[1:] if argv is None else argv)]),
         "machine": info,
         **fields,
     }

@@ -1,4 +1,4 @@
-"""Print how heavy each page of the built book is for a reader to download.
+"""Page weight: how many bytes does each page of the built book make a reader download?
 
 Chapters embed their figures and scrubber frames in the HTML (base64 ``data:`` URIs), so the
 HTML file is most of what a reader downloads. For each page of ``_toc.yml`` this prints the
@@ -10,6 +10,7 @@ separate image files it links from ``_images/``. It reads ``_build/html`` and wr
 
 from __future__ import annotations
 
+import argparse
 import re
 import sys
 from pathlib import Path
@@ -64,7 +65,8 @@ def page_weight(page: str) -> tuple[int, int, int, int]:
     return path.stat().st_size, inline, scrubbers, linked
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    argparse.ArgumentParser(description=__doc__.splitlines()[0]).parse_args(argv)  # no options: --help only
     if not (HTML / "index.html").is_file():
         print(f"no built book in {HTML}: run `make book` first", file=sys.stderr)
         return 1

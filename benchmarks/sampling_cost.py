@@ -1,8 +1,9 @@
-"""What one generated digit costs on this machine's CPU: the full DDPM chain vs DDIM, with and without guidance.
+"""Sampling cost: how many seconds does one generated digit cost on this machine's CPU, chain by chain?
 
-A :class:`~ddpm_core.unet.UNet` (``--network default``: ``UNetConfig()``, the full run's network,
-about 1.1M parameters; ``--network recipe``: the CPU recipe's, ``ddpm_core.train.QUICK``, the
-network of the shipped model) generates 32 x 32 digits with
+A :class:`~ddpm_core.unet.UNet` (``--network full``: the network of the GPU recipe
+:data:`ddpm_core.train.FULL`, ``UNetConfig()``, about 1.1M parameters; ``--network quick``: the
+CPU recipe's, :data:`ddpm_core.train.QUICK`, the network of the shipped model) generates 32 x 32
+digits with
 
 * ``ddpm``: Algorithm 2, :func:`ddpm_core.reverse.p_sample_loop`, T = 1000 network calls;
 * ``ddim``: :func:`ddpm_core.ddim.ddim_sample_loop` with 100 steps (eta = 0, x0 clipped),
@@ -17,10 +18,12 @@ The table gives seconds per chain and per sample (seconds per chain / batch size
 wall-clock time and in this process's CPU time (``time.process_time``): on a machine shared
 with other jobs the wall clock mostly measures the other jobs, while with one torch thread the
 CPU time is what the wall clock would show on an idle machine.
-Prints a Markdown table and writes ``benchmarks/results/sampling_cost.json``.
+Prints a Markdown table and writes ``benchmarks/results/sampling_cost_<network>.json``; a run
+with other settings than the defaults (two threads, batches 1 and 64, 100 DDIM steps) must name
+its ``--out``.
 
-    .venv/bin/python benchmarks/sampling_cost.py --threads 2 --network default --out benchmarks/results/sampling_cost.json
-    .venv/bin/python benchmarks/sampling_cost.py --threads 2 --network recipe --out benchmarks/results/sampling_cost_recipe.json
+    .venv/bin/python benchmarks/sampling_cost.py --network full     # about 2.5 min on two cores
+    .venv/bin/python benchmarks/sampling_cost.py --network quick    # about 1 min
 """
 
 from __future__ import annotations
@@ -28,7 +31,6 @@ from __future__ import annotations
 import argparse
 import os
 import time
-from pathlib import Path
 
 import torch
 
@@ -36,24 +38,26 @@ from ddpm_core.ddim import ddim_sample_loop
 from ddpm_core.guidance import Autoguided
 from ddpm_core.reverse import p_sample_loop
 from ddpm_core.schedules import NoiseSchedule
-from ddpm_core.train import QUICK
-from ddpm_core.unet import UNet, UNetConfig, count_parameters
+from ddpm_core.train import FULL, QUICK
+from ddpm_core.unet import UNet, count_parameters
 
-from machine import machine, write_record  # benchmarks/machine.py: what the numbers were measured on
+from machine import changed_options, machine, out_path, write_record  # benchmarks/machine.py
 
-RESULTS = Path(__file__).resolve().parent / "results"
-NETWORKS = {"default": UNetConfig(), "recipe": QUICK["model"]}
+NETWORKS = {"full": FULL.model, "quick": QUICK.model}  # the GPU recipe's network, the CPU recipe's
 
 
 def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--threads", type=int, default=1, help="torch.set_num_threads (default 1)")
+    p.add_argument("--threads", type=int, default=2, help="torch.set_num_threads (default 2)")
     p.add_argument("--batches", default="1,64", help="comma-separated batch sizes")
     p.add_argument("--ddim-steps", type=int, default=100)
-    p.add_argument("--network", choices=tuple(NETWORKS), default="default",
-                   help="default: UNetConfig(), the full run's; recipe: the CPU recipe's (the shipped model's)")
-    p.add_argument("--out", default=str(RESULTS / "sampling_cost.json"))
+    p.add_argument("--network", choices=tuple(NETWORKS), default="full",
+                   help="full: the network of ddpm_core.train.FULL, UNetConfig(); quick: the network of "
+                        "ddpm_core.train.QUICK, the shipped model's")
+    p.add_argument("--out", help="the JSON record (default: benchmarks/results/sampling_cost_<network>.json, "
+                                 "for the default settings only)")
     args = p.parse_args(argv)
+    out = out_path(p, args, f"sampling_cost_{args.network}.json", changed_options(p, args, ignore=("network",)))
     torch.set_num_threads(args.threads)
     info = machine()
     torch.manual_seed(0)
@@ -96,7 +100,7 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"| {r['sampler']} | {r['network_calls']} | {r['batch_size']} | {r['cpu_s_per_chain']:.1f} | "
               f"{r['cpu_s_per_sample']:.3f} | {r['cpu_ms_per_network_call']:.1f} | {r['wall_s_per_chain']:.1f} | "
               f"{r['wall_s_per_sample']:.3f} | {lo:.1f} to {hi:.1f} |")
-    return write_record(args.out, "sampling_cost.py", "sampling_cost", argv, info,
+    return write_record(out, "sampling_cost.py", "sampling_cost", argv, info,
                         model={"network": args.network, "config": config.to_dict(), "parameters": count_parameters(model)},
                         results=results)
 

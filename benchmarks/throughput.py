@@ -1,4 +1,4 @@
-"""Training throughput (images per second) on this machine's CPU: ddpm_core's U-Net vs the source's.
+"""Training throughput: how many images per second does a training step process on this machine's CPU?
 
 Up to seven training steps are compared, each at its own settings:
 
@@ -10,8 +10,9 @@ Up to seven training steps are compared, each at its own settings:
   :func:`ddpm_core.train.training_step` (L_simple, T = 1000, Adam, gradient clipping at 1),
   at :class:`TrainConfig`'s default batch of 128.
 * ``ddpm_core@16``: the same at the source's batch of 16, for a like-for-like comparison.
-* ``quick``: the CPU recipe of ``python -m ddpm_core.train --quick`` (batch 128, its
-  base-16 network without dropout or 8 x 8 attention, Min-SNR weighting, Muon), in float32.
+* ``quick``: the CPU recipe :data:`ddpm_core.train.QUICK` (``python -m ddpm_core.train --recipe
+  quick``: batch 128, its base-16 network without dropout or 8 x 8 attention, Min-SNR
+  weighting, Muon), in float32.
 * ``quick+bf16`` and ``ddpm_core+bf16``: the same steps under ``torch.autocast`` to bf16, what
   ``amp="auto"`` picks on a CPU with AVX512-BF16 or AMX instructions; ``quick+bf16@64``, the
   recipe's bf16 step at batch 64 (its batch until version 5), shows what the larger batch
@@ -24,10 +25,12 @@ are not timed. Both wall-clock time and this process's CPU time (``time.process_
 measured: on a machine shared with other jobs the wall clock mostly measures the other jobs,
 while with one torch thread CPU time is what the wall clock would show on an idle machine.
 Random data stand in for MNIST (the speed of a step does not depend on the pixel values).
-Prints a Markdown table and writes ``benchmarks/results/throughput.json``.
+Prints a Markdown table and writes ``benchmarks/results/throughput.json`` (one thread, the
+default) or ``throughput_<n>threads.json`` (``--threads n``); a run with other settings must
+name its ``--out``.
 
-    .venv/bin/python benchmarks/throughput.py                 # 1 thread (the recorded run)
-    .venv/bin/python benchmarks/throughput.py --threads 2
+    .venv/bin/python benchmarks/throughput.py                 # 1 thread
+    .venv/bin/python benchmarks/throughput.py --threads 2     # 2 threads
 """
 
 from __future__ import annotations
@@ -37,7 +40,6 @@ import os
 import statistics
 import time
 from dataclasses import replace
-from pathlib import Path
 from typing import Callable
 
 import torch
@@ -46,9 +48,7 @@ from ddpm_core import source_code as src
 from ddpm_core.train import QUICK, TrainConfig, cpu_has_native_bf16, make_optimizer, make_schedule, training_step
 from ddpm_core.unet import UNet, count_parameters
 
-from machine import machine, write_record  # benchmarks/machine.py: what the numbers were measured on
-
-RESULTS = Path(__file__).resolve().parent / "results"
+from machine import changed_options, machine, out_path, write_record  # benchmarks/machine.py
 
 
 def source_step(batch_size: int) -> tuple[Callable[[], None], int]:
@@ -94,11 +94,14 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--warmup", type=int, default=2, help="untimed steps per row before timing")
     p.add_argument("--rounds", type=int, default=4, help="interleaved timing rounds")
     p.add_argument("--steps-per-round", type=int, default=3, help="timed steps per row and round")
-    p.add_argument("--out", default=str(RESULTS / "throughput.json"))
+    p.add_argument("--out", help="the JSON record (default: benchmarks/results/throughput.json with one thread, "
+                                 "throughput_<n>threads.json with --threads n; other settings must name it)")
     args = p.parse_args(argv)
+    current = "throughput.json" if args.threads == 1 else f"throughput_{args.threads}threads.json"
+    out = out_path(p, args, current, changed_options(p, args, ignore=("threads",)))
     torch.set_num_threads(args.threads)
     info = machine()
-    default, quick = TrainConfig(), TrainConfig(**QUICK)  # QUICK: the preset of --quick
+    default, quick = TrainConfig(), QUICK  # TrainConfig's defaults (the full run's network), and the CPU recipe
     rows = {
         "source": (*source_step(16), 16, "SimpleUnet, L1, T=300, Adam lr 1e-3"),
         "ddpm_core": (*ddpm_core_step(default), default.batch_size, "UNet(UNetConfig()), L_simple, T=1000"),
@@ -156,7 +159,7 @@ def main(argv: list[str] | None = None) -> dict:
               f"{r['images_per_wall_s']:.1f} | {r['images_per_cpu_s'] / base['images_per_cpu_s']:.1f}x, "
               f"{r['images_per_wall_s'] / base['images_per_wall_s']:.1f}x |")
     return write_record(
-        args.out, "throughput.py", "throughput", argv, info,
+        out, "throughput.py", "throughput", argv, info,
         load_average_1_min_after_each_round=[round(v, 2) for v in loads],
         settings={"warmup_steps": args.warmup, "rounds": args.rounds, "steps_per_round": args.steps_per_round},
         results=results,

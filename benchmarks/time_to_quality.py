@@ -1,20 +1,21 @@
-"""Sample quality against training time: how good are the digits after 3 and 10 minutes?
+"""Sample quality against training time: how good are the digits after 3 and 10 minutes of training on two CPU cores?
 
 Trains ddpm_core's U-Net with :func:`ddpm_core.train.train` on the 4,500 offline training
-digits (``load_mnist_5k("train")``), with the CPU recipe ``ddpm_core.train.QUICK`` unless
-flags change it. Each budget of ``--minutes`` is a separate run whose length is fixed in
-advance: a calibration times two short runs of the recipe (``--calibration-steps`` steps and a
-quarter of that; their difference cancels start-up costs), and the run gets
-budget / (seconds per step) steps. (The recipe's learning rate decays to 0 at the last
-step, so a run must know its length: one run cannot be scored at 3 minutes and continued to 10.)
-The time each run really took is measured and reported next to its budget. Sampling and scoring
-are not counted.
+digits (``load_mnist_5k("train")``) with the CPU recipe :data:`ddpm_core.train.QUICK`, changed
+by any training flag of ``python -m ddpm_core.train`` given here (``--lr 4e-3``,
+``--attention-resolutions 8``, ...: the same parser and :func:`ddpm_core.train.cli.config_from_args`
+turn them into the configuration). Each budget of ``--minutes`` is a separate run whose length is
+fixed in advance: a calibration times two short runs of the recipe (``--calibration-steps`` steps
+and a quarter of that; their difference cancels start-up costs), or ``--seconds-per-step`` is
+given, and the run gets budget / (seconds per step) steps. (The recipe's learning rate decays to
+0 at the last step, so a run must know its length: one run cannot be scored at 3 minutes and
+continued to 10.) The time each run really took is measured and reported next to its budget.
+Sampling and scoring are not counted.
 
-The clock (``--clock``) is the process's CPU time by default (``time.process_time``). With one
-torch thread on a machine shared with other jobs, CPU time is what the wall clock would show on
-an idle machine. With two threads CPU time counts both, so for the two-core targets use
-``--threads 2 --clock wall`` on an otherwise idle machine (the 1-minute load average before and
-after each run is recorded to show it was).
+The clock (``--clock``) is the wall clock by default, with two torch threads: the targets are set
+for two CPU cores, on an otherwise idle machine (the 1-minute load average before and after each
+run is recorded to show it was). On a machine shared with other jobs, ``--threads 1 --clock cpu``
+measures this process's CPU time instead, about what the wall clock would show on an idle machine.
 
 The EMA weights of each run generate ``--n`` digits with every DDIM sampler of ``--samplers``
 (``ddim<steps>-eta<eta>``; x0 clipped to [-1, 1]; with ``-ag<w>`` added, autoguided with weight w
@@ -31,19 +32,20 @@ by the EMA weights of the run's first checkpoint, written after an eighth of its
 
 Targets on two CPU cores: ``fd`` within 3x the floor after 3 minutes, within 1.5x after 10.
 
-Prints a Markdown table, writes ``benchmarks/results/time_to_quality.json`` (or ``--out``) and
-a grid of 64 generated digits per run and sampler (``<out>_<minutes>min_<sampler>.png``).
+Prints a Markdown table and writes a JSON record and a grid of 64 generated digits per run and
+sampler (``<out>_<minutes>min_<sampler>.png``). With its defaults the script reruns the recorded
+headline and rewrites ``benchmarks/results/time_to_quality.json``; any other configuration
+(other flags, a changed recipe, ``--score-shipped``) must name its ``--out``.
 
-    .venv/bin/python benchmarks/time_to_quality.py --threads 2 --clock wall     # the recorded run (~20 min)
-    .venv/bin/python benchmarks/time_to_quality.py --minutes 0.5 --n 100 --samplers ddim20-eta1   # smoke test
-    .venv/bin/python benchmarks/time_to_quality.py --score-shipped --out benchmarks/results/time_to_quality_shipped.json
+    .venv/bin/python benchmarks/time_to_quality.py                  # the headline (~20 min, idle 2-core machine)
+    .venv/bin/python benchmarks/time_to_quality.py --minutes 0.5 --n 100 --samplers ddim20-eta1 --out /tmp/ttq.json
+    .venv/bin/python benchmarks/time_to_quality.py --score-shipped --out /tmp/shipped.json
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import os
 import shutil
 import tempfile
@@ -57,37 +59,55 @@ from ddpm_core.ddim import ddim_sample_loop
 from ddpm_core.evaluation import load_classifier, quality_with_controls
 from ddpm_core.guidance import Autoguided
 from ddpm_core.plotting import image_grid, png_bytes
-from ddpm_core.sample import load_weights
-from ddpm_core.train import (PRETRAINED, PRETRAINED_GUIDE, QUICK, TrainConfig, checkpoint_path, load_pretrained,
-                             make_schedule, resolve_amp, train)
+from ddpm_core.train import TrainConfig, make_schedule, resolve_amp, train
+from ddpm_core.train.cli import build_parser as training_parser
+from ddpm_core.train.cli import config_from_args
 from ddpm_core.unet import UNet, UNetConfig, count_parameters
+from ddpm_core.weights import PRETRAINED, PRETRAINED_GUIDE, checkpoint_path, load_model, load_weights
 
-from machine import machine, write_record  # benchmarks/machine.py: what the numbers were measured on
+from machine import changed_options, machine, out_path, write_record  # benchmarks/machine.py
 
-RESULTS = Path(__file__).resolve().parent / "results"
+CURRENT = "time_to_quality.json"  # the headline, what the default configuration writes
+GUIDE_EVERY = 8  # a run of N steps writes a checkpoint every N // 8 steps; the first is the guide
+
+# Fields of TrainConfig that each run sets itself, or that this script fixes: not recipe flags here.
+PER_RUN = ("steps", "checkpoint_every", "keep_checkpoints", "log_every", "sample_every", "data", "device")
+RECIPE_FIELDS = ({f.name for f in dataclasses.fields(TrainConfig)} - {"model", *PER_RUN}
+                 | {f.name for f in dataclasses.fields(UNetConfig)})
+_RECIPE = ["--run-dir", "unused", "--recipe", "quick"]  # what every parse of the training flags starts from
 
 
 def _ints(text: str) -> tuple[int, ...]:
     return tuple(int(v) for v in text.split(",") if v.strip())
 
 
-GUIDE_EVERY = 8  # a run of N steps writes a checkpoint every N // 8 steps; the first is the guide
+def recipe_config(flags: list[str], error=None) -> tuple[TrainConfig, list[str]]:
+    """``QUICK`` changed by ``flags``, training flags of ``python -m ddpm_core.train``; and the flags that changed it.
+
+    The flags are parsed by :func:`ddpm_core.train.cli.build_parser` as if given after
+    ``--recipe quick``, and :func:`ddpm_core.train.cli.config_from_args` makes the configuration,
+    so a flag means here what it means to the training command. Flags that are not fields of the
+    recipe, or that each run sets itself (:data:`PER_RUN`), are refused through ``error``.
+    """
+    parser = training_parser()
+    if error is not None:
+        parser.error = error  # report bad flags as this script's usage errors
+    else:
+        error = parser.error
+    base = vars(parser.parse_args(_RECIPE))
+    args = parser.parse_args(_RECIPE + list(flags))
+    changed = [name for name, value in vars(args).items() if value != base[name]]
+    refused = [name for name in changed if name not in RECIPE_FIELDS]
+    if refused:
+        error(f"{', '.join('--' + n.replace('_', '-') for n in refused)}: not a recipe flag here "
+              f"(each run sets {', '.join(PER_RUN)} itself)")
+    return config_from_args(args), ["--" + name.replace("_", "-") for name in changed]
 
 
-def build_config(args: argparse.Namespace, steps: int) -> TrainConfig:
-    """ddpm_core.train.QUICK (the CPU recipe) with ``steps`` steps, then every flag given."""
-    values = {k: v for k, v in QUICK.items() if k not in ("steps", "checkpoint_every", "log_every", "model")}
-    for name in ("batch_size", "lr", "optimizer", "muon_lr", "warmup_steps", "lr_decay", "ema_decay", "loss_weighting", "min_snr_gamma",
-                 "schedule", "amp", "seed"):
-        if getattr(args, name) is not None:
-            values[name] = getattr(args, name)
-    model = QUICK["model"].to_dict()
-    for name in ("patch_size", "base_channels", "num_res_blocks", "channel_mults", "attention_resolutions", "dropout"):
-        if getattr(args, name) is not None:
-            model[name] = getattr(args, name)
-    # The first checkpoint, at an eighth of the run, is the guide of the autoguided samplers.
-    return TrainConfig(**values, steps=steps, checkpoint_every=max(1, steps // GUIDE_EVERY),
-                       log_every=max(1, steps // 20), model=UNetConfig.from_dict(model))
+def build_config(recipe: TrainConfig, steps: int) -> TrainConfig:
+    """``recipe`` as a run of ``steps`` steps, its first checkpoint (the autoguidance guide) after an eighth of them."""
+    return dataclasses.replace(recipe, steps=steps, checkpoint_every=max(1, steps // GUIDE_EVERY), keep_checkpoints=0,
+                               log_every=max(1, steps // 20), sample_every=0)
 
 
 def parse_sampler(text: str) -> tuple[int, float, float]:
@@ -124,8 +144,8 @@ def clock_now(kind: str) -> float:
     return time.process_time() if kind == "cpu" else time.perf_counter()
 
 
-def seconds_per_step(args: argparse.Namespace, images: torch.Tensor) -> float:
-    """What one step of the recipe costs, from two timed runs of different lengths.
+def seconds_per_step(recipe: TrainConfig, args: argparse.Namespace, images: torch.Tensor) -> float:
+    """What one step of ``recipe`` costs, from two timed runs of different lengths.
 
     Each run resumes from an untimed first step (start-up costs) and then does n steps; the
     difference of the two times over the difference of their n cancels what every run pays
@@ -135,7 +155,7 @@ def seconds_per_step(args: argparse.Namespace, images: torch.Tensor) -> float:
     """
     short, long = max(1, args.calibration_steps // 4), args.calibration_steps
     # Only the last step writes a checkpoint here; the eight of a real run are counted in its own time.
-    cfg = dataclasses.replace(build_config(args, 1), lr_decay="none", checkpoint_every=0)
+    cfg = dataclasses.replace(build_config(recipe, 1), lr_decay="none", checkpoint_every=0)
     elapsed = {}
     for n in (short, long):
         scratch = Path(tempfile.mkdtemp(prefix="ttq_calibration_"))
@@ -197,9 +217,8 @@ def score_samplers(model: torch.nn.Module, cfg: TrainConfig, args: argparse.Name
 def score_shipped(args: argparse.Namespace, argv: list[str] | None, info: dict, test_images: torch.Tensor,
                   real_b: torch.Tensor, classifier: torch.nn.Module, out: Path) -> dict:
     """The same measurement for the EMA weights shipped in ddpm_core/assets (no training)."""
-    model, _ = load_pretrained()
-    guide, _ = load_pretrained(PRETRAINED_GUIDE)
-    card = json.loads(PRETRAINED.with_suffix(".json").read_text())
+    model, card = load_model(PRETRAINED)
+    guide, _ = load_model(PRETRAINED_GUIDE)
     cfg = TrainConfig.from_dict(card["train_config"])
     print(f"The shipped model ({card.get('steps')} steps: {card.get('command')}), {args.n} samples (EMA weights) "
           f"vs the 500 held-out test digits")
@@ -214,48 +233,42 @@ def score_shipped(args: argparse.Namespace, argv: list[str] | None, info: dict, 
     )
 
 
-def main(argv: list[str] | None = None) -> dict:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--threads", type=int, default=1, help="torch.set_num_threads (default 1)")
+def build_parser() -> argparse.ArgumentParser:
+    """This script's own options; the recipe's flags are ``python -m ddpm_core.train``'s (:func:`recipe_config`)."""
+    p = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0], allow_abbrev=False,
+        epilog="Every other flag changes the recipe (ddpm_core.train.QUICK) for every run: it is a flag of the "
+               "training and network groups of `python -m ddpm_core.train --help`, e.g. --lr 4e-3, --optimizer adam, "
+               "--attention-resolutions 8, --seed 1; except " + ", ".join("--" + n.replace("_", "-") for n in PER_RUN)
+               + ", which each run sets itself.")
+    p.add_argument("--threads", type=int, default=2, help="torch.set_num_threads (default 2: the targets' two cores)")
     p.add_argument("--minutes", default="3,10", help="comma-separated training budgets, one run each")
-    p.add_argument("--clock", choices=("cpu", "wall"), default="cpu",
-                   help="what --minutes counts: this process's CPU time (default) or wall-clock time")
+    p.add_argument("--clock", choices=("cpu", "wall"), default="wall",
+                   help="what --minutes counts: wall-clock time (default) or this process's CPU time")
     p.add_argument("--calibration-steps", type=int, default=400,
                    help="steps of the longer of the two timed runs that turn minutes into steps (the shorter does a "
                         "quarter); more steps average over more of the machine's changes of speed")
     p.add_argument("--seconds-per-step", type=float,
                    help="skip the calibration and turn minutes into steps with this (runs started together "
-                        "disturb each other's calibration); the table reports the CPU time each run really took")
+                        "disturb each other's calibration); the table reports the time each run really took")
     p.add_argument("--n", type=int, default=500, help="generated digits per evaluation")
-    p.add_argument("--samplers", default="ddim50-eta1",
+    p.add_argument("--samplers", default="ddim50-eta1-ag1.5,ddim50-eta1-ag2,ddim50-eta1",
                    help="comma-separated DDIM samplers ddim<steps>-eta<eta>, or ddim<steps>-eta<eta>-ag<w> for "
                         "autoguidance of weight w by the run's first checkpoint; the first one is the headline")
-    p.add_argument("--sample-seeds", default="1",
+    p.add_argument("--sample-seeds", default="1,2,3,4,5",
                    help="comma-separated seeds of the sampling noise; several show how much FD moves with it")
-    p.add_argument("--seed", type=int, help="training seed: initial weights, data order, noise (default 0, the recipe's)")
-    p.add_argument("--batch-size", type=int)
-    p.add_argument("--lr", type=float)
-    p.add_argument("--optimizer", choices=("adam", "muon"), help="the recipe's is muon")
-    p.add_argument("--muon-lr", type=float, help="peak learning rate of the Muon parameters")
-    p.add_argument("--warmup-steps", type=int)
-    p.add_argument("--lr-decay", choices=("none", "cosine"))
-    p.add_argument("--ema-decay", type=float)
-    p.add_argument("--loss-weighting", choices=("uniform", "min_snr"))
-    p.add_argument("--min-snr-gamma", type=float)
-    p.add_argument("--schedule", choices=("linear", "cosine"), help="the noise schedule (the recipe's is linear)")
-    p.add_argument("--amp", choices=("auto", "off", "bf16"),
-                   help="mixed precision; the recipe's 'auto' is bf16 on a CPU that computes in it natively, else off")
-    p.add_argument("--patch-size", type=int)
-    p.add_argument("--base-channels", type=int)
-    p.add_argument("--num-res-blocks", type=int)
-    p.add_argument("--channel-mults", type=_ints, help="comma-separated, e.g. 1,2,2")
-    p.add_argument("--attention-resolutions", type=_ints, help="comma-separated grid sizes, '' for none")
-    p.add_argument("--dropout", type=float)
     p.add_argument("--score-shipped", action="store_true",
                    help="no training: score the model shipped in ddpm_core/assets the same way")
     p.add_argument("--classifier", help="classifier weights (default: the one shipped in ddpm_core/assets)")
-    p.add_argument("--out", default=str(RESULTS / "time_to_quality.json"))
-    args = p.parse_args(argv)
+    p.add_argument("--out", help=f"the JSON record (default, for the default configuration only: "
+                                 f"benchmarks/results/{CURRENT})")
+    return p
+
+
+def main(argv: list[str] | None = None) -> dict:
+    p = build_parser()
+    args, recipe_flags = p.parse_known_args(argv)
+    recipe, recipe_changes = recipe_config(recipe_flags, p.error)
     for name in args.samplers.split(","):
         try:
             parse_sampler(name)  # refuse a malformed sampler before training for minutes
@@ -265,10 +278,14 @@ def main(argv: list[str] | None = None) -> dict:
         p.error(f"--calibration-steps must be at least 4, got {args.calibration_steps}")
     if not _ints(args.sample_seeds):
         p.error("--sample-seeds needs at least one integer seed")
+    if args.score_shipped and recipe_changes:
+        p.error(f"--score-shipped trains nothing: {', '.join(recipe_changes)} would change nothing")
+    # --seconds-per-step and --calibration-steps change how minutes become steps, not what is measured.
+    out = out_path(p, args, CURRENT, changed_options(p, args, ignore=("seconds_per_step", "calibration_steps"))
+                   + recipe_changes)
     torch.set_num_threads(args.threads)
     info = machine()
     budgets = sorted(float(m) for m in args.minutes.split(","))
-    out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
 
     train_images, _ = load_mnist_5k("train")
@@ -282,13 +299,13 @@ def main(argv: list[str] | None = None) -> dict:
         return score_shipped(args, argv, info, test_images, real_b, classifier, out)
 
     started = time.perf_counter()
-    per_step = args.seconds_per_step or seconds_per_step(args, train_images)
+    per_step = args.seconds_per_step or seconds_per_step(recipe, args, train_images)
     source = "given" if args.seconds_per_step else "calibration"
     print(f"{source}: {per_step:.3f} s per step ({args.clock} clock, {args.threads} thread(s))", flush=True)
     runs = []
     for minutes in budgets:
         steps = max(1, int(minutes * 60 / per_step))
-        cfg = build_config(args, steps)
+        cfg = build_config(recipe, steps)
         run_dir = Path(tempfile.mkdtemp(prefix="ttq_"))
         try:
             load_before = os.getloadavg()[0]
@@ -319,22 +336,20 @@ def main(argv: list[str] | None = None) -> dict:
     clock_name = "CPU" if args.clock == "cpu" else "wall-clock"
     print(f"\nTime to quality, {info['cpu']}, {args.threads} torch thread(s); {args.n} samples (EMA weights) "
           f"vs the 500 held-out test digits\n")
-    print(f"| budget (min) | training {clock_name} time (min) | steps | images seen | sampler | FD | floor | FD / floor "
-          "| pure noise | classes (bits) | confident | 1-min load (before, after) |")
-    print("| ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    print(f"| budget (min) | training {clock_name} time (min) | steps | sampler, seed | FD / floor "
+          "| classes (bits) | confident | 1-min load |")
+    print("| ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: |")
     for r in runs:
         for q in r["samplers"]:
             la = r["load_average_1_min_before_after"]
-            sampler = q["sampler"] if q["sample_seed"] == 1 else f"{q['sampler']} (seed {q['sample_seed']})"
-            print(f"| {r['budget_minutes']:g} | {r['training_s'] / 60:.2f} | {r['steps']} | {r['images_seen']:,} | "
-                  f"{sampler} | {q['fd']:.2f} | {q['fd_real_floor']:.2f} | {q['fd_over_floor']:.2f} | "
-                  f"{q['fd_noise']:.1f} | {q['class_entropy_bits'] + 0.0:.2f} | {q['confident_share']:.2f} | "
-                  f"{la[0]:.1f}, {la[1]:.1f} |")
+            print(f"| {r['budget_minutes']:g} | {r['training_s'] / 60:.2f} | {r['steps']:,} | "
+                  f"{q['sampler']}, {q['sample_seed']} | {q['fd_over_floor']:.2f} | "
+                  f"{q['class_entropy_bits'] + 0.0:.2f} | {q['confident_share']:.2f} | {la[0]:.1f} to {la[1]:.1f} |")
     return write_record(
         out, "time_to_quality.py", "time_to_quality", argv, info,
-        train_config={**build_config(args, 1).to_dict(), "steps": "budget / calibrated seconds per step"},
-        parameters=count_parameters(UNet(build_config(args, 1).model)),
-        autocast_dtype=str(resolve_amp(build_config(args, 1), torch.device("cpu"))[0]),  # what amp resolved to here
+        train_config={**build_config(recipe, 1).to_dict(), "steps": "budget / calibrated seconds per step"},
+        parameters=count_parameters(UNet(recipe.model)),
+        autocast_dtype=str(resolve_amp(recipe, torch.device("cpu"))[0]),  # what amp resolved to here
         calibration={"steps": None if args.seconds_per_step else args.calibration_steps, "seconds_per_step": per_step,
                      "given": bool(args.seconds_per_step), "clock": args.clock},
         n_generated=args.n,
