@@ -241,3 +241,54 @@ def test_the_readme_headline_is_what_the_results_say():
              + _fd_over_floor("time_to_quality_seeds6to10.json", 10.0, "ddim50-eta1-ag1.5"))
     seed1 = _fd_over_floor("time_to_quality_trainseed1.json", None, "ddim50-eta1-ag1.5")
     assert [f"{statistics.mean(v):.2f}" for v in (seed0, seed1, seed0 + seed1)] == ["1.47", "1.52", "1.49"]
+
+
+# ----------------------------------------------------------------------------- end-to-end runs
+# Each script runs once at settings small enough for the suite (its numbers mean nothing there),
+# against the current ddpm_core, and writes the fields the README's tables are made from.
+
+
+def run_ok(name: str, *args: str) -> str:
+    done = run_script(name, "--threads", "1", *args, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done.stdout
+
+
+def test_time_to_quality_trains_guides_and_scores(tmp_path):
+    out = tmp_path / "ttq.json"
+    run_ok("time_to_quality.py", "--minutes", "0.2", "--seconds-per-step", "0.5", "--n", "40",
+           "--samplers", "ddim4-eta1,ddim4-eta1-ag2", "--sample-seeds", "1", "--seed", "3", "--out", str(out))
+    record = json.loads(out.read_text())
+    assert record["train_config"]["seed"] == 3
+    (run,) = record["runs"]
+    assert (run["steps"], run["guide_step"]) == (24, 3)  # 0.2 min / 0.5 s; the guide after an eighth
+    assert [row["sampler"] for row in run["samplers"]] == ["ddim4-eta1", "ddim4-eta1-ag2"]
+    for row in run["samplers"]:
+        # 24 steps learn next to nothing: far from the floor, near pure noise.
+        assert math.isfinite(row["fd"]) and row["fd"] > 3 * row["fd_real_floor"]
+    assert run["samplers"][1]["guidance_weight"] == 2.0
+
+
+def test_sampling_cost_times_every_sampler(tmp_path):
+    out = tmp_path / "sc.json"
+    run_ok("sampling_cost.py", "--network", "quick", "--batches", "1", "--ddim-steps", "10", "--out", str(out))
+    record = json.loads(out.read_text())
+    assert record["model"]["network"] == "quick" and record["model"]["parameters"] == 268_180
+    calls = {row["sampler"]: row["network_calls"] for row in record["results"]}
+    assert calls == {"ddpm": 1000, "ddim": 10, "ddim50-eta1-ag1.5": 100}
+    assert all(row["wall_s_per_chain"] > 0 for row in record["results"])
+
+
+def test_throughput_times_every_row(tmp_path):
+    out = tmp_path / "tp.json"
+    run_ok("throughput.py", "--warmup", "0", "--rounds", "1", "--steps-per-round", "1", "--out", str(out))
+    speeds = json.loads(out.read_text())["median_images_per_wall_s"]
+    assert {"source", "ddpm_core", "quick"} <= set(speeds) and all(v > 0 for v in speeds.values())
+
+
+def test_fd_noise_reports_the_floor_spread(tmp_path):
+    out = tmp_path / "fdn.json"
+    run_ok("fd_noise.py", "--sample-seeds", "1", "--out", str(out))
+    random_sets = json.loads(out.read_text())["summary"]["random"]
+    assert random_sets["sets"] >= 2
+    assert 0 < random_sets["fd_over_floor_min"] <= random_sets["fd_over_floor_mean"] <= random_sets["fd_over_floor_max"]
