@@ -12,6 +12,8 @@ Everything else makes a run reproducible and safe to stop. One idea per module:
 * :mod:`.precision`: the device and mixed precision;
 * :mod:`.state`: the run's state and its checkpoints, so that a stopped run resumes bit for bit;
 * :mod:`.metrics`: ``metrics.jsonl`` and preview grids;
+* :mod:`.batches`: the images of each step, from memory or read from disk by worker processes;
+* :mod:`.distributed`: several processes (``torchrun``), each training on a slice of each batch;
 * :mod:`.loop`: :func:`train`, the loop that ties them together;
 * :mod:`.cli`: ``python -m ddpm_core.train``.
 
@@ -22,7 +24,7 @@ Timestep convention: the paper's t = 1..T; schedule arrays are indexed by t dire
 """
 
 from .config import RESUMABLE_CHANGES, TrainConfig, config_differences, make_schedule
-from .loop import TrainResult, load_training_images, sample_batch, train
+from .loop import TrainResult, load_training_images, train
 from .optim import EMA, Muon, lr_at, make_optimizer, newton_schulz_orthogonalize
 from .precision import cpu_has_native_bf16, resolve_amp, resolve_device
 from .recipes import FULL, QUICK, RECIPES, TEST
@@ -34,5 +36,5 @@ __all__ = [
     "training_step", "NonFiniteLossError",
     "EMA", "Muon", "newton_schulz_orthogonalize", "make_optimizer", "lr_at",
     "resolve_device", "resolve_amp", "cpu_has_native_bf16",
-    "train", "TrainResult", "load_training_images", "sample_batch",
+    "train", "TrainResult", "load_training_images",
 ]

@@ -46,10 +46,11 @@ def _config_flag_adder(group: argparse._ArgumentGroup, defaults: object) -> Call
     The flag's own default is None ("not given"), so that :func:`config_from_args` can tell a
     flag given from one left out.
     """
-    def add(field: str, help: str = "", **kwargs) -> None:
+    def add(field: str, help: str = "", aliases: tuple[str, ...] = (), **kwargs) -> None:
         value = getattr(defaults, field)
         shown = ",".join(map(str, value)) or "''" if isinstance(value, tuple) else value
-        group.add_argument(_flag(field), dest=field, default=None, help=f"{help} (default: {shown})".strip(), **kwargs)
+        group.add_argument(_flag(field), *aliases, dest=field, default=None, help=f"{help} (default: {shown})".strip(),
+                           **kwargs)
 
     return add
 
@@ -91,13 +92,16 @@ def build_parser() -> argparse.ArgumentParser:
     train_flag("keep_checkpoints", type=int, help="keep the first checkpoint and the newest N (0: all)")
     train_flag("log_every", type=int)
     train_flag("sample_every", type=int)
-    train_flag("data", choices=DATA_SOURCES)
+    train_flag("data", help=f"one of {', '.join(DATA_SOURCES)}, or folder:PATH (every image under PATH)")
+    train_flag("random_flip", action=argparse.BooleanOptionalAction, help="random horizontal flips")
+    train_flag("num_workers", type=int, help="worker processes decoding images read from disk")
     train_flag("amp", choices=AMP_MODES)
     train_flag("channels_last", action=argparse.BooleanOptionalAction)
     train_flag("compile", action=argparse.BooleanOptionalAction)
     train_flag("device", choices=DEVICES)
     m = p.add_argument_group("network (UNetConfig)")
     net_flag = _config_flag_adder(m, UNetConfig())
+    net_flag("image_channels", type=int, aliases=("--channels",), help="1 (grey) or 3 (RGB)")
     net_flag("image_size", type=int)
     net_flag("patch_size", type=int)
     net_flag("base_channels", type=int)
@@ -161,7 +165,8 @@ def _provenance(cfg: TrainConfig, result: TrainResult, argv: list[str]) -> dict:
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"),
         "machine": f"{os.cpu_count()}-core {platform.machine()} CPU, {torch.get_num_threads()} torch thread(s)"
         if device.type == "cpu" else torch.cuda.get_device_name(),
-        "data_split": "load_mnist_5k('train'): 4,500 digits" if cfg.data == "offline" else "MNIST train: 60,000 digits",
+        "data_split": {"offline": "load_mnist_5k('train'): 4,500 digits",
+                       "mnist": "MNIST train: 60,000 digits"}.get(cfg.data, cfg.data),
         "autocast": str(resolve_amp(cfg, device)[0] or "off (float32)").removeprefix("torch."),
         "torch": torch.__version__,
     }

@@ -15,7 +15,7 @@ LOSS_TYPES = ("l2", "l1")
 LR_DECAYS = ("none", "cosine")
 LOSS_WEIGHTINGS = ("uniform", "min_snr")
 OPTIMIZERS = ("adam", "muon")
-DATA_SOURCES = ("offline", "mnist")
+DATA_SOURCES = ("offline", "mnist", "cifar10", "fashion-mnist")  # and "folder:PATH"
 AMP_MODES = ("auto", "off", "fp16", "bf16")
 DEVICES = ("auto", "cpu", "cuda")
 
@@ -55,8 +55,15 @@ class TrainConfig:
             newest this many, deleting the others as new ones are written (0: keep all).
         log_every: append a line to metrics.jsonl every this many steps.
         sample_every: save a grid of EMA samples every this many steps (0: never).
-        data: ``"offline"`` (the 4,500 training digits of :func:`ddpm_core.data.load_mnist_5k`)
-            or ``"mnist"`` (60,000 digits through torchvision, needs a network).
+        data: ``"offline"`` (the 4,500 training digits of :func:`ddpm_core.data.load_mnist_5k`),
+            ``"mnist"`` (60,000 digits through torchvision, needs a network), ``"folder:PATH"``
+            (every image under PATH, resized and centre-cropped to ``model.image_size``, in
+            ``model.image_channels`` channels), ``"cifar10"`` or ``"fashion-mnist"`` (through
+            torchvision; :mod:`ddpm_core.datasets`).
+        random_flip: flip each training image horizontally with probability 1/2.
+        num_workers: worker processes that decode images read from disk (``folder:``,
+            ``cifar10``, ``fashion-mnist``) while the network trains; 0 decodes in the
+            training process. It changes nothing of what a step computes.
         amp: mixed precision: ``"auto"`` (bf16 on GPUs and CPUs that compute in it natively;
             else fp16 with a gradient scaler on a GPU, off on a CPU), ``"off"``, ``"fp16"``
             (GPU only) or ``"bf16"``.
@@ -85,7 +92,9 @@ class TrainConfig:
     keep_checkpoints: int = 0
     log_every: int = 100
     sample_every: int = 0
-    data: Literal["offline", "mnist"] = "offline"
+    data: str = "offline"
+    random_flip: bool = False
+    num_workers: int = 0
     amp: Literal["auto", "off", "fp16", "bf16"] = "auto"
     channels_last: bool = False
     compile: bool = False
@@ -110,9 +119,12 @@ class TrainConfig:
         for name in ("seed", "checkpoint_every", "keep_checkpoints", "sample_every"):
             check_int(name, getattr(self, name), 0)
         check_int("log_every", self.log_every, 1)
-        check_choice("data", self.data, DATA_SOURCES)
+        is_folder = isinstance(self.data, str) and self.data.startswith("folder:") and len(self.data) > len("folder:")
+        if not (is_folder or self.data in DATA_SOURCES):
+            raise ValueError(f"data must be one of {DATA_SOURCES} or 'folder:PATH', got {self.data!r}")
+        check_int("num_workers", self.num_workers, 0)
         check_choice("amp", self.amp, AMP_MODES)
-        for name in ("channels_last", "compile"):
+        for name in ("random_flip", "channels_last", "compile"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}")
         check_choice("device", self.device, DEVICES)
@@ -139,7 +151,8 @@ class TrainConfig:
 
 # Fields a resumed session may set differently: they change when things are logged, saved,
 # previewed or compiled, and how long the run is, but not what one step computes.
-RESUMABLE_CHANGES = ("steps", "checkpoint_every", "keep_checkpoints", "log_every", "sample_every", "compile")
+RESUMABLE_CHANGES = ("steps", "checkpoint_every", "keep_checkpoints", "log_every", "sample_every", "compile",
+                     "num_workers")
 
 
 def make_schedule(cfg: TrainConfig) -> NoiseSchedule:

@@ -39,14 +39,15 @@ def metrics_rows(metrics_file: Path) -> list[dict]:
 class MetricsLog:
     """``metrics.jsonl`` of a run resumed at ``step``: the losses of the current window, written every few steps.
 
-    Opening it keeps the rows up to ``step`` (the checkpoint resumed from) and drops any damaged line.
+    Opening it keeps the rows up to ``step`` (the checkpoint resumed from) and drops any damaged
+    line. Only the process that ``writes`` (process 0 of several) touches the file.
     """
 
-    def __init__(self, metrics_file: Path, step: int):
-        self.file = metrics_file
+    def __init__(self, metrics_file: Path, step: int, writes: bool = True):
+        self.file, self.writes = metrics_file, writes
         rows = [row for row in metrics_rows(metrics_file) if row["step"] <= step]
         text = "".join(json.dumps(row) + "\n" for row in rows)
-        if metrics_file.exists() and text != metrics_file.read_text():
+        if writes and metrics_file.exists() and text != metrics_file.read_text():
             metrics_file.write_text(text)
         self.last_loss = float(rows[-1]["loss"]) if rows else math.nan  # mean loss of the last window written
         self.window_losses: list[float] = []
@@ -62,8 +63,9 @@ class MetricsLog:
         self.last_loss = sum(self.window_losses) / len(self.window_losses)
         speed = len(self.window_losses) * batch_size / max(now - self.window_start, 1e-9)
         row = {"step": step, "loss": self.last_loss, "lr": lr, "images_per_s": speed}
-        with open(self.file, "a") as f:
-            f.write(json.dumps(row) + "\n")
+        if self.writes:
+            with open(self.file, "a") as f:
+                f.write(json.dumps(row) + "\n")
         self.window_losses, self.window_start = [], now
         return row
 

@@ -7,13 +7,15 @@ import torch
 from .config import TrainConfig
 
 
-def resolve_device(cfg: TrainConfig) -> torch.device:
-    """The device a configuration runs on; ``"cuda"`` without a GPU raises ``ValueError``."""
+def resolve_device(cfg: TrainConfig, local_rank: int = 0) -> torch.device:
+    """The device a configuration runs on; ``"cuda"`` without a GPU raises ``ValueError``.
+
+    With several processes on one machine, process ``local_rank`` takes GPU number ``local_rank``.
+    """
     if cfg.device == "cuda" and not torch.cuda.is_available():
         raise ValueError("device='cuda' was asked for but torch.cuda.is_available() is False")
-    if cfg.device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(cfg.device)
+    cuda = cfg.device == "cuda" or (cfg.device == "auto" and torch.cuda.is_available())
+    return torch.device("cuda", local_rank) if cuda else torch.device("cpu")
 
 
 def cpu_has_native_bf16() -> bool:

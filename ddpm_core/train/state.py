@@ -91,8 +91,13 @@ class RunState:
             return  # the saving session ran without a scaler: this one starts with a fresh scale
         self.scaler.load_state_dict(ckpt["scaler"])
 
-    def checkpoint(self) -> dict:
-        """Everything :meth:`restore` needs, as tensors and plain data."""
+    def checkpoint(self, data_state: torch.Tensor) -> dict:
+        """Everything :meth:`restore` needs, as tensors and plain data.
+
+        ``data_state`` is the data generator's state before the next batch to train on
+        (:meth:`~ddpm_core.train.batches.BatchStream.generator_state`): a loader reading ahead
+        has moved the generator itself further.
+        """
         return {
             "step": self.step,
             "wall_time_s": self.wall_time,
@@ -104,14 +109,14 @@ class RunState:
             "scaler": self.scaler.state_dict(),
             "rng_cpu": torch.get_rng_state(),
             "rng_cuda": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else None,
-            "rng_data": self.data_generator.get_state(),
+            "rng_data": data_state,
         }
 
-    def save(self, run_dir: Path) -> Path:
+    def save(self, run_dir: Path, data_state: torch.Tensor) -> Path:
         """Write the checkpoint of this step (only if every weight is finite) and prune old ones."""
         self.check_finite()
         path = checkpoint_path(run_dir, self.step)
-        state = self.checkpoint()
+        state = self.checkpoint(data_state)
         write_atomic(path, lambda tmp: torch.save(state, tmp))
         if self.cfg.keep_checkpoints:
             for old in list_checkpoints(run_dir)[1:-self.cfg.keep_checkpoints]:  # the first and the newest stay

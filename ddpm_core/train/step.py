@@ -32,6 +32,8 @@ def training_step(
     grad_clip: float = 1.0,
     scaler: torch.amp.GradScaler | None = None,
     amp_dtype: torch.dtype | None = None,
+    t: torch.Tensor | None = None,
+    noise: torch.Tensor | None = None,
 ) -> float:
     """One step of Algorithm 1: t ~ Uniform{1..T}, eps ~ N(0, I), a gradient step on L_simple.
 
@@ -49,6 +51,8 @@ def training_step(
         grad_clip: clip the gradient's global norm to this value (0: no clipping).
         scaler: a gradient scaler for fp16 (None or disabled: no scaling).
         amp_dtype: autocast dtype (None: full precision).
+        t, noise: this batch's timesteps (B,) and noise (x0's shape), drawn here when None (a
+            distributed run passes each process its slice of one global draw).
 
     Returns:
         the loss of this batch (weighted, if ``loss_weighting`` says so), as a float.
@@ -58,8 +62,10 @@ def training_step(
             the weights are left untouched.
     """
     model.train()
-    t = sample_timesteps(x0.shape[0], schedule.T, device=x0.device)  # (B,) in 1..T
-    noise = torch.randn_like(x0)
+    if t is None:
+        t = sample_timesteps(x0.shape[0], schedule.T, device=x0.device)  # (B,) in 1..T
+    if noise is None:
+        noise = torch.randn_like(x0)
     weights = min_snr_weight(schedule, t, min_snr_gamma) if loss_weighting == "min_snr" else None  # (B,) or None
     with torch.autocast(device_type=x0.device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
         loss = simple_loss(schedule, model, x0, t, noise=noise, loss_type=loss_type, weights=weights)
