@@ -9,6 +9,9 @@ both MyST (text/markdown, for the book) and HTML (for Jupyter), as the source li
 ``ddpm_core.listing`` do, keeps only its HTML and plain text: Colab would show the MyST raw.
 
 - A labelled equation ``$$ ... $$ (eq-x)`` gets ``\\tag{N}``, N the number the book gives it.
+- A code cell whose output is a figure with a caption (cell metadata ``mystnb: figure: {caption,
+  name}``, which myst-nb renders as a numbered figure) keeps its output; its "*Fig. N* caption",
+  with an anchor for {numref}, opens the Markdown cell that follows it.
 - {eq}, {doc}, {ref} and {numref} become links to the HTML book, with the text the book shows
   (the equation's number, the page title, the section heading, "Exercise N.k"); {cite}
   becomes the book's author-year text, linked to the references page.
@@ -164,6 +167,20 @@ def markdown_texts(doc: str) -> list[str]:
         return [re.sub(r"\A---\n.*?\n---\n", "", path.read_text(encoding="utf-8"), flags=re.S)]
     cells = json.loads(path.read_text(encoding="utf-8"))["cells"]
     return ["".join(c["source"]) for c in cells if c["cell_type"] == "markdown"]
+
+
+def page_cells(doc: str) -> list[dict]:
+    """A page as notebook cells, in order (an .md file is one Markdown cell)."""
+    path = source(doc)
+    if path.suffix == ".md":
+        return [{"cell_type": "markdown", "source": markdown_texts(doc)}]
+    return json.loads(path.read_text(encoding="utf-8"))["cells"]
+
+
+def figure_options(cell: dict) -> dict | None:
+    """The caption and name myst-nb gives a code cell's figure outputs (cell metadata), or None."""
+    options = cell.get("metadata", {}).get("mystnb", {}).get("figure")
+    return options if cell["cell_type"] == "code" and isinstance(options, dict) and options.get("caption") else None
 
 
 # --------------------------------------------------------------------------------------
@@ -380,6 +397,15 @@ class Page:
         start = anchor(label) + "\n\n" if label else ""
         return f"{start}<details>\n<summary>{summary}</summary>\n\n{self.markdown(content)}\n\n</details>"
 
+    def code_figure(self, options: dict) -> str:
+        """A captioned code cell's figure: numbered as the book numbers it; its caption, to show below it."""
+        number = self.number("figure")
+        caption = str(options["caption"])
+        if label := options.get("name", ""):
+            self.book.targets[label] = Target(self.doc, make_id(label), caption.split("\n")[0], "Fig.", number)
+        start = anchor(label) + "\n" if label else ""
+        return f"{start}*Fig. {number}* {self.markdown(caption)}"
+
     def figure(self, path: str, options: dict, caption: str) -> str:
         image = f"![{options.get('alt', '')}]({self.link(path.strip())})"
         if not caption:
@@ -443,16 +469,24 @@ def notebook_chapters(book: Book) -> list[str]:
 def edition(book: Book, doc: str) -> str:
     """The Colab edition of one chapter, as the text of an .ipynb file."""
     notebook = json.loads(source(doc).read_text(encoding="utf-8"))
-    page, first = Page(book, doc), True
+    page, first, caption = Page(book, doc), True, None
     for cell in notebook["cells"]:
         for output in cell.get("outputs", []):
             drop_myst(output)
+        if caption is not None and cell["cell_type"] != "markdown":
+            sys.exit(f"colab_edition.py: {doc}: a captioned figure must be followed by a Markdown cell")
+        if options := figure_options(cell):
+            caption = page.code_figure(options)
         if cell["cell_type"] != "markdown":
             continue
         text = page.markdown("".join(cell["source"]))
         if first:
             text, first = TITLE.sub(lambda m: m[0] + "\n\n" + byline(book, doc), text, count=1), False
+        if caption is not None:
+            text, caption = caption + "\n\n" + text, None
         cell["source"] = text.splitlines(keepends=True)
+    if caption is not None:
+        sys.exit(f"colab_edition.py: {doc}: a captioned figure must be followed by a Markdown cell")
     return json.dumps(notebook, sort_keys=True, indent=1, ensure_ascii=False) + "\n"
 
 
@@ -474,8 +508,11 @@ def editions() -> dict[Path, str]:
     book = load_book()
     for doc in book.pages:
         page = Page(book, doc)
-        for text in markdown_texts(doc):
-            page.markdown(text)
+        for cell in page_cells(doc):
+            if options := figure_options(cell):
+                page.code_figure(options)
+            elif cell["cell_type"] == "markdown":
+                page.markdown("".join(cell["source"]))
     book.final = True
     return {OUT / f"{Path(doc).name}.ipynb": edition(book, doc) for doc in notebook_chapters(book)}
 
