@@ -49,6 +49,9 @@ class UNetConfig:
         attention_resolutions: grid sizes (e.g. ``(8,)``) whose levels get self-attention.
         dropout: dropout probability inside the residual blocks.
         num_groups: groups of every GroupNorm; must divide every level's channel count.
+        num_classes: classes of a class-conditional network, eps_theta(x_t, t, y) (0: none).
+            Label ``num_classes`` itself stands for "no label", which classifier-free
+            guidance needs (:class:`~ddpm_core.guidance.ClassifierFreeGuided`).
     """
 
     image_channels: int = 1
@@ -60,10 +63,12 @@ class UNetConfig:
     attention_resolutions: tuple[int, ...] = (8,)
     dropout: float = 0.1
     num_groups: int = 8
+    num_classes: int = 0
 
     def __post_init__(self) -> None:
         for name in ("image_channels", "image_size", "patch_size", "base_channels", "num_res_blocks", "num_groups"):
             check_int(name, getattr(self, name), 1)
+        check_int("num_classes", self.num_classes, 0)
         for name in ("channel_mults", "attention_resolutions"):
             value = getattr(self, name)
             if not isinstance(value, tuple) or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in value):
@@ -263,14 +268,19 @@ class UNet(nn.Module):
 
         self.norm_out = nn.GroupNorm(config.num_groups, ch)
         self.conv_out = _zero(nn.Conv2d(ch, cells, 3, padding=1))
+        # A class-conditional network adds an embedding of the label y (row num_classes: no label)
+        # to that of t. Created last, so that an unconditional network's weights are what they were.
+        self.label_embedding = nn.Embedding(config.num_classes + 1, emb_dim) if config.num_classes else None
 
-    def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         """Predict the noise in ``x``.
 
         Args:
             x: noisy images x_t, floating tensor of shape (B, C, H, W) with C and H = W as
                 in the config.
             t: timesteps in 1..T (the paper's convention), integer tensor of shape (B,).
+            y: class labels in 0..num_classes, integer tensor of shape (B,), for a
+                class-conditional network (``num_classes`` or None: no label).
 
         Returns:
             eps_hat, same shape as ``x``.
@@ -287,6 +297,10 @@ class UNet(nn.Module):
             raise ValueError(f"t must have shape (B,) = ({x.shape[0]},), got {tuple(t.shape)}")
 
         emb = self.time_mlp(sinusoidal_embedding(t, cfg.base_channels).to(x.dtype))  # (B, 4 * base)
+        if cfg.num_classes:
+            emb = emb + self.label_embedding(self._labels(y, x.shape[0], x.device))  # (B, 4 * base)
+        elif y is not None:
+            raise ValueError("y must be None: this network is not class-conditional (num_classes = 0)")
         h = F.pixel_unshuffle(x, cfg.patch_size)  # (B, C p^2, H / p, W / p) with p = patch_size
         h = self.conv_in(h)  # (B, base, H / p, W / p)
         skips = [h]
@@ -301,6 +315,16 @@ class UNet(nn.Module):
                 h = layer(h)
         h = self.conv_out(F.silu(self.norm_out(h)))  # (B, C p^2, H / p, W / p)
         return F.pixel_shuffle(h, cfg.patch_size)  # (B, C, H, W)
+
+
+    def _labels(self, y: torch.Tensor | None, batch_size: int, device: torch.device) -> torch.Tensor:
+        """``y`` checked, or "no label" (``num_classes``) for every image when it is None."""
+        n = self.config.num_classes
+        if y is None:
+            return torch.full((batch_size,), n, dtype=torch.long, device=device)
+        if not isinstance(y, torch.Tensor) or torch.is_floating_point(y) or y.dtype == torch.bool or y.shape != (batch_size,):
+            raise ValueError(f"y must be an integer tensor of shape ({batch_size},), got {y!r}")
+        return y
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -6,6 +6,10 @@ the checkpoints save. So a resumed run draws exactly the batches an uninterrupte
 and every process of a distributed run draws the same global batch and keeps its own slice
 of it (:func:`rank_slice`): a run on two processes sees the same images as one on one.
 
+A class-conditional network also gets each image's label, replaced by "no label" with
+probability ``label_dropout`` (one more draw per image), so that the network learns the
+unconditional prediction that classifier-free guidance needs.
+
 Two sources, one stream:
 
 * images in memory (the digits of ``data="offline"`` or ``"mnist"``), a float tensor in
@@ -84,11 +88,15 @@ class BatchStream:
         num_workers: worker processes decoding a dataset (0: decode in this process).
         rank, world_size: this process and how many there are.
         pin_memory: page-locked batches, for a faster copy to a GPU.
+        labels: the class of each in-memory image (N,), for a class-conditional network.
+        label_dropout: the probability that an image's label is replaced by ``no_label``.
     """
 
     def __init__(self, source: torch.Tensor | Dataset, batch_size: int, random_flip: bool, generator: torch.Generator,
-                 num_workers: int = 0, rank: int = 0, world_size: int = 1, pin_memory: bool = False):
+                 num_workers: int = 0, rank: int = 0, world_size: int = 1, pin_memory: bool = False,
+                 labels: torch.Tensor | None = None, label_dropout: float = 0.0, no_label: int = -1):
         self.source, self.batch_size, self.random_flip, self.generator = source, batch_size, random_flip, generator
+        self.labels, self.label_dropout, self.no_label = labels, label_dropout, no_label
         self.part = rank_slice(batch_size, rank, world_size)
         self.in_memory = isinstance(source, torch.Tensor)
         self.num_workers, self.pin_memory = num_workers, pin_memory
@@ -96,16 +104,29 @@ class BatchStream:
 
     def next(self) -> torch.Tensor:
         """This process's images of the next step, (B / world_size, C, H, W) floats in [-1, 1], on the CPU."""
+        return self.next_with_labels()[0]
+
+    def next_with_labels(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """This process's images of the next step and their labels (None without ``labels``)."""
         if self.in_memory:
             indices, flips = draw_batch(self.source.shape[0], self.batch_size, self.random_flip, self.generator)
             images = self.source[indices[self.part]]
-            flips = flips[self.part]
-            return torch.where(flips[:, None, None, None], images.flip(-1), images) if self.random_flip else images
+            if self.random_flip:
+                images = torch.where(flips[self.part, None, None, None], images.flip(-1), images)
+            return images, self._labels_of(indices)
         if self._batches is None:
             self._start_loader()
         pixels = next(self._batches)
         self._draws.states.popleft()  # the state before this batch's draw: training has passed it
-        return to_model_range(pixels)
+        return to_model_range(pixels), None
+
+    def _labels_of(self, indices: torch.Tensor) -> torch.Tensor | None:
+        """The labels of a global draw, some dropped to ``no_label``; this process's slice of them."""
+        if self.labels is None:
+            return None
+        dropped = torch.rand(indices.shape[0], generator=self.generator) < self.label_dropout  # (B,)
+        labels = torch.where(dropped, torch.full_like(self.labels[indices], self.no_label), self.labels[indices])
+        return labels[self.part]
 
     def generator_state(self) -> torch.Tensor:
         """The data generator's state before the next batch to train on (what a checkpoint saves)."""

@@ -95,6 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
     train_flag("data", help=f"one of {', '.join(DATA_SOURCES)}, or folder:PATH (every image under PATH)")
     train_flag("random_flip", action=argparse.BooleanOptionalAction, help="random horizontal flips")
     train_flag("num_workers", type=int, help="worker processes decoding images read from disk")
+    train_flag("label_dropout", type=float, help="with --num-classes: share of labels dropped, for classifier-free guidance")
     train_flag("amp", choices=AMP_MODES)
     train_flag("channels_last", action=argparse.BooleanOptionalAction)
     train_flag("compile", action=argparse.BooleanOptionalAction)
@@ -110,6 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
     net_flag("attention_resolutions", type=_ints, help="comma-separated grid sizes, '' for none")
     net_flag("dropout", type=float)
     net_flag("num_groups", type=int)
+    net_flag("num_classes", type=int, help="classes of a class-conditional network, e.g. 10 for the digits (0: none)")
     return p
 
 

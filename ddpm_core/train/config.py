@@ -61,6 +61,9 @@ class TrainConfig:
             ``model.image_channels`` channels), ``"cifar10"`` or ``"fashion-mnist"`` (through
             torchvision; :mod:`ddpm_core.datasets`).
         random_flip: flip each training image horizontally with probability 1/2.
+        label_dropout: for a class-conditional network (``model.num_classes`` > 0), the
+            probability that an image's label is replaced by "no label", so that the network
+            also learns to predict without one (classifier-free guidance needs both).
         num_workers: worker processes that decode images read from disk (``folder:``,
             ``cifar10``, ``fashion-mnist``) while the network trains; 0 decodes in the
             training process. It changes nothing of what a step computes.
@@ -94,6 +97,7 @@ class TrainConfig:
     sample_every: int = 0
     data: str = "offline"
     random_flip: bool = False
+    label_dropout: float = 0.1
     num_workers: int = 0
     amp: Literal["auto", "off", "fp16", "bf16"] = "auto"
     channels_last: bool = False
@@ -123,6 +127,7 @@ class TrainConfig:
         if not (is_folder or self.data in DATA_SOURCES):
             raise ValueError(f"data must be one of {DATA_SOURCES} or 'folder:PATH', got {self.data!r}")
         check_int("num_workers", self.num_workers, 0)
+        check_number("label_dropout", self.label_dropout, low=0, high=1, high_open=True)
         check_choice("amp", self.amp, AMP_MODES)
         for name in ("random_flip", "channels_last", "compile"):
             if not isinstance(getattr(self, name), bool):

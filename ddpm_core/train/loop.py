@@ -68,6 +68,7 @@ def train(
     progress: bool = True,
     on_sample: Callable[[int, torch.Tensor], None] | None = None,
     images: torch.Tensor | Dataset | None = None,
+    labels: torch.Tensor | None = None,
 ) -> TrainResult:
     """Train eps_theta with Algorithm 1, writing config, metrics and checkpoints to ``run_dir``.
 
@@ -82,6 +83,8 @@ def train(
             every ``sample_every`` steps.
         images: train on these images instead of ``cfg.data``: a float tensor (N, C, H, W) in
             [-1, 1], or a dataset of uint8 images (C, H, W).
+        labels: with ``images`` in memory, their classes (N,), for a class-conditional network
+            (``cfg.model.num_classes`` > 0; without ``images``, the digits' own labels are used).
 
     Returns:
         a :class:`TrainResult`.
@@ -103,10 +106,12 @@ def train(
     device = resolve_device(cfg, processes.local_rank)
     amp_dtype, use_scaler = resolve_amp(cfg, device)
     source = _checked_source(cfg, load_training_images(cfg) if images is None else images)
+    labels = _checked_labels(cfg, source, labels if images is not None else None)
     distributed.start(processes, device)
     try:
         state, last_checkpoint = start_or_resume(cfg, run_dir, resume, device, amp_dtype, use_scaler)
-        result = _train(state, last_checkpoint, run_dir, source, processes, progress and processes.writes, on_sample)
+        result = _train(state, last_checkpoint, run_dir, (source, labels), processes, progress and processes.writes,
+                        on_sample)
     except BaseException:
         distributed.stop(processes, wait=False)  # torchrun then ends the other processes
         raise
@@ -114,13 +119,15 @@ def train(
     return result
 
 
-def _train(state: RunState, last_checkpoint: Path | None, run_dir: Path, source: torch.Tensor | Dataset,
-           processes: Processes, progress: bool, on_sample: Callable[[int, torch.Tensor], None] | None) -> TrainResult:
+def _train(state: RunState, last_checkpoint: Path | None, run_dir: Path,
+           data: tuple[torch.Tensor | Dataset, torch.Tensor | None], processes: Processes, progress: bool,
+           on_sample: Callable[[int, torch.Tensor], None] | None) -> TrainResult:
     """:func:`train` from a fresh or resumed state: step to ``cfg.steps``, logging, saving and previewing."""
     cfg, device = state.cfg, state.device
     schedule = make_schedule(cfg)
-    batches = BatchStream(source, cfg.batch_size, cfg.random_flip, state.data_generator, cfg.num_workers,
-                          processes.rank, processes.world_size, pin_memory=device.type == "cuda")
+    batches = BatchStream(data[0], cfg.batch_size, cfg.random_flip, state.data_generator, cfg.num_workers,
+                          processes.rank, processes.world_size, pin_memory=device.type == "cuda", labels=data[1],
+                          label_dropout=cfg.label_dropout, no_label=cfg.model.num_classes)
     if processes.writes:
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
@@ -157,7 +164,8 @@ def _train_one_step(state: RunState, net: torch.nn.Module, schedule: NoiseSchedu
     lr = lr_at(step, cfg)
     for group in state.optimizer.param_groups:
         group["lr"] = lr * group.get("lr_scale", 1.0)  # (checkpoints before Muon have no lr_scale)
-    x0 = batches.next().to(state.device)
+    x0, labels = batches.next_with_labels()
+    x0, labels = x0.to(state.device), None if labels is None else labels.to(state.device)
     if cfg.channels_last:
         x0 = x0.contiguous(memory_format=torch.channels_last)
     t, noise = _slice_of_global_draw(cfg, schedule, x0, processes) if processes.distributed else (None, None)
@@ -165,7 +173,7 @@ def _train_one_step(state: RunState, net: torch.nn.Module, schedule: NoiseSchedu
         loss = training_step(
             net, schedule, state.optimizer, x0,
             loss_type=cfg.loss_type, loss_weighting=cfg.loss_weighting, min_snr_gamma=cfg.min_snr_gamma,
-            grad_clip=cfg.grad_clip, scaler=state.scaler, amp_dtype=state.amp_dtype, t=t, noise=noise,
+            grad_clip=cfg.grad_clip, scaler=state.scaler, amp_dtype=state.amp_dtype, t=t, noise=noise, labels=labels,
         )
     except NonFiniteLossError as err:
         raise NonFiniteLossError(f"step {step}: {err}") from None
@@ -210,6 +218,25 @@ def _checked_source(cfg: TrainConfig, source: torch.Tensor | Dataset) -> torch.T
         raise ValueError(f"the images of data={cfg.data!r} must be uint8 of shape {expected} (model.image_channels, "
                          f"model.image_size, model.image_size), got {first.dtype} {tuple(first.shape)}")
     return source
+
+
+def _checked_labels(cfg: TrainConfig, source: torch.Tensor | Dataset, labels: torch.Tensor | None) -> torch.Tensor | None:
+    """The classes of the training images for a class-conditional network (None for an unconditional one)."""
+    n = cfg.model.num_classes
+    if n == 0:
+        return None
+    if labels is None:
+        if cfg.data not in ("offline", "mnist") or not isinstance(source, torch.Tensor):
+            raise ValueError(f"a class-conditional network (model.num_classes={n}) trains on the digits "
+                             f"(data='offline' or 'mnist') or on images given with their labels; got data={cfg.data!r}")
+        from ..data import load_digits
+
+        labels = load_digits(cfg.data, "train")[1]
+    if labels.shape != (source.shape[0],) or torch.is_floating_point(labels) or int(labels.min()) < 0 \
+            or int(labels.max()) >= n:
+        raise ValueError(f"labels must be integers in 0..{n - 1}, one per image ({source.shape[0]},), "
+                         f"got {labels.dtype} of shape {tuple(labels.shape)}")
+    return labels.long()
 
 
 def _progress_bar(cfg: TrainConfig, step: int, progress: bool):

@@ -34,6 +34,7 @@ def training_step(
     amp_dtype: torch.dtype | None = None,
     t: torch.Tensor | None = None,
     noise: torch.Tensor | None = None,
+    labels: torch.Tensor | None = None,
 ) -> float:
     """One step of Algorithm 1: t ~ Uniform{1..T}, eps ~ N(0, I), a gradient step on L_simple.
 
@@ -53,6 +54,7 @@ def training_step(
         amp_dtype: autocast dtype (None: full precision).
         t, noise: this batch's timesteps (B,) and noise (x0's shape), drawn here when None (a
             distributed run passes each process its slice of one global draw).
+        labels: the images' classes (B,), for a class-conditional ``model(x_t, t, y)``.
 
     Returns:
         the loss of this batch (weighted, if ``loss_weighting`` says so), as a float.
@@ -68,7 +70,8 @@ def training_step(
         noise = torch.randn_like(x0)
     weights = min_snr_weight(schedule, t, min_snr_gamma) if loss_weighting == "min_snr" else None  # (B,) or None
     with torch.autocast(device_type=x0.device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
-        loss = simple_loss(schedule, model, x0, t, noise=noise, loss_type=loss_type, weights=weights)
+        eps_model = model if labels is None else (lambda x_t, t_: model(x_t, t_, labels))
+        loss = simple_loss(schedule, eps_model, x0, t, noise=noise, loss_type=loss_type, weights=weights)
     value = float(loss.detach())
     if not math.isfinite(value):
         raise NonFiniteLossError(f"the loss is {value}; training stopped before the optimizer step")
