@@ -14,6 +14,14 @@ the text), every image loads, the console stays free of errors, every scrubber f
 slider, the keyboard and its play button, and the sidebar and prev/next links lead through
 the book in the order of the table of contents. A full-page screenshot of each page is
 saved in ``test-artifacts/screenshots/`` for a human to look at.
+
+Every page is also read at a phone's size (390 x 844) and a laptop's (1280 x 800), one reused
+browser tab per size: nothing makes the page scroll sideways or sticks out of the article,
+display equations, code blocks and tables that are wider than their box scroll inside it, no
+equation number sits on its equation, there is at most one search field, the sidebar toggles
+open and close the navigation (and the page contents), the scrubbers' buttons wear the theme,
+and a solution's title opens the solution. The search page shows one search field and
+snippets with typeset math, and the bibliography's labels read like the citations.
 """
 
 from __future__ import annotations
@@ -25,6 +33,7 @@ import os
 import re
 import threading
 from dataclasses import dataclass, field
+from html import unescape
 from pathlib import Path
 from urllib.parse import unquote, urldefrag, urlsplit
 
@@ -175,10 +184,10 @@ class Visit:
     screenshot: Path | None = None
 
 
-def _open(browser, base_url: str, path: str):
+def _open(browser, base_url: str, path: str, viewport: dict = VIEWPORT):
     """A fresh context and page that block (and record) every request leaving the server."""
     visit = Visit(url=base_url + path)
-    context = browser.new_context(viewport=VIEWPORT)
+    context = browser.new_context(viewport=viewport)
 
     def route(route):
         if route.request.url.startswith(base_url):
@@ -567,3 +576,316 @@ def test_search_finds_the_chapters(browser, base_url, built_html):
     assert not errors, f"search page errors:{_listing(errors)}"
     chapters = [base_url + p + ".html" for p in PAGES if p.startswith("notebooks/")]
     assert any(hit in chapters for hit in hits), f"searching 'diffusion' found no chapter; hits: {hits}"
+
+
+def test_bibliography_labels_read_like_the_citations(built_html):
+    """The text cites "[Ho et al., 2020]"; the bibliography labels that entry the same way."""
+    references = (built_html / "book" / "references.html").read_text(encoding="utf-8")
+    labels = {
+        anchor: unescape(label)
+        for anchor, label in re.findall(
+            r'<div class="citation" id="([^"]+)" role="doc-biblioentry">\s*<span class="label">'
+            r'<span class="fn-bracket">\[</span>(.*?)<span class="fn-bracket">\]</span>',
+            references,
+        )
+    }
+    assert labels, "no labelled entries found in book/references.html"
+    author_year = re.compile(r"^\S.*, (\d{4}[a-z]?|n\.d\.)$")
+    assert all(author_year.match(label) for label in labels.values()), f"labels: {sorted(labels.values())}"
+    mismatched, cited = [], 0
+    for page in PAGES:
+        text = (built_html / (page + ".html")).read_text(encoding="utf-8")
+        for anchor, citation in re.findall(r'<a class="reference internal" href="[^"]*references\.html#([^"]+)"[^>]*>(.*?)</a>', text):
+            if anchor in labels:
+                cited += 1
+                shown = " ".join(unescape(re.sub(r"<[^>]+>", "", citation)).split())
+                if shown != labels[anchor]:
+                    mismatched.append(f"{page}: cited as {shown!r}, listed as {labels[anchor]!r}")
+    assert cited, "no citation links to book/references.html found"
+    assert not mismatched, f"citations and bibliography labels differ:{_listing(mismatched)}"
+
+
+# --------------------------------------------------------------------------------------
+# The layout at a phone's size and a laptop's: one reused browser tab per size
+# --------------------------------------------------------------------------------------
+
+SCREENS = {"phone": {"width": 390, "height": 844}, "laptop": {"width": 1280, "height": 800}}
+
+# What sticks out, what is wider than its box without scrolling, which equation numbers sit
+# on their equations, how many search fields show, and whether the scrubbers' buttons wear
+# the theme's colour. Hidden elements (collapsed solutions, closed dialogs) are skipped.
+_LAYOUT_JS = """
+() => {
+  const article = document.querySelector('.bd-article');
+  const width = document.documentElement.clientWidth;
+  const shown = (el) => el.getClientRects().length > 0 && getComputedStyle(el).visibility !== 'hidden';
+  const scrolls = (el) => ['auto', 'scroll'].includes(getComputedStyle(el).overflowX);
+  const where = (el) => {
+    const anchor = el.parentElement && el.parentElement.closest('[id]');
+    const own = el.tagName.toLowerCase() + (el.classList.length ? '.' + el.classList[0] : '');
+    return anchor ? `${own} in #${anchor.id}` : own;
+  };
+  const page = document.scrollingElement;
+  const overflow = [];
+  if (page.scrollWidth > page.clientWidth + 1) {
+    overflow.push(`the page scrolls sideways: ${page.scrollWidth} px of content in ${page.clientWidth} px`);
+  }
+  // Anything that reaches past the article's right edge must sit in a box that scrolls;
+  // a box that hides the overflow (overflow: hidden) cuts it off for good. (MathJax's copy
+  // of each formula for screen readers is clipped to nothing on purpose: not looked at.)
+  if (article) {
+    const edge = article.getBoundingClientRect().right + 1;
+    const past = [...article.querySelectorAll('*')].filter((el) => el.getBoundingClientRect().right > edge
+      && !el.closest('mjx-assistive-mml'));
+    // The first box that the element overruns decides: one that scrolls keeps it reachable.
+    const reachable = (el) => {
+      const right = el.getBoundingClientRect().right;
+      for (let box = el.parentElement; box && box !== article; box = box.parentElement) {
+        if (getComputedStyle(box).overflowX !== 'visible' && right > box.getBoundingClientRect().right + 1) {
+          return scrolls(box) ? 'scrolls' : 'cut';
+        }
+      }
+      return 'loose';
+    };
+    const bad = past.filter((el) => shown(el)).map((el) => [el, reachable(el)]).filter(([, how]) => how !== 'scrolls');
+    const badElements = bad.map(([el]) => el);
+    for (const [el, how] of bad.filter(([el]) => !badElements.includes(el.parentElement)).slice(0, 10)) {
+      const problem = how === 'cut' ? 'and is cut off by a box that does not scroll' : 'and widens the page';
+      overflow.push(`${where(el)} reaches ${Math.round(el.getBoundingClientRect().right)} px, past the article's edge at ${Math.round(edge)} px, ${problem}`);
+    }
+  }
+  // Display equations, code blocks and tables: the box (for a table, the theme's scrolling
+  // container around it, or the table itself) stays on the screen, and scrolls if its
+  // content is wider than it is.
+  const boxes = {
+    'display equation': 'div.math mjx-container[display="true"]',
+    'code block': '.bd-article pre',
+    'table': '.bd-article table',
+  };
+  const counts = {};
+  for (const [kind, selector] of Object.entries(boxes)) {
+    counts[kind] = 0;
+    for (const el of document.querySelectorAll(selector)) {
+      if (!shown(el)) continue;
+      const box = (kind === 'table' && el.closest('.pst-scrollable-table-container')) || el;
+      if (box.scrollWidth > box.clientWidth + 1) {
+        counts[kind] += 1;
+        if (!scrolls(box)) overflow.push(`${kind} ${where(el)} is wider than its box (${box.scrollWidth} > ${box.clientWidth} px) and does not scroll`);
+      }
+      if (box.getBoundingClientRect().right > width + 1) {
+        overflow.push(`${kind} ${where(el)} runs past the window's right edge`);
+      }
+    }
+  }
+  // An inline formula wider than its line scrolls in it; one that fits does not scroll.
+  for (const math of document.querySelectorAll('.bd-article span.math')) {
+    const formula = math.querySelector('mjx-container');
+    if (!formula || !shown(math)) continue;
+    const wide = formula.getBoundingClientRect().width > math.getBoundingClientRect().width + 1;
+    if (wide && !scrolls(math)) {
+      overflow.push(`inline math ${where(math)} is wider than its line and does not scroll`);
+    } else if (!wide && scrolls(math) && math.scrollWidth > math.clientWidth) {
+      overflow.push(`inline math ${where(math)} fits its line but scrolls (${math.scrollWidth} > ${math.clientWidth} px)`);
+    }
+  }
+  const overlaps = (a, b) => a.left < b.right - 1 && b.left < a.right - 1 && a.top < b.bottom - 1 && b.top < a.bottom - 1;
+  const eqno = [...document.querySelectorAll('div.math')].filter(shown).filter((math) => {
+    const number = math.querySelector('.eqno'), formula = math.querySelector('mjx-container');
+    return number && formula && overlaps(number.getBoundingClientRect(), formula.getBoundingClientRect());
+  }).map((math) => `${where(math)}: ${math.querySelector('.eqno').textContent.replace('#', '')}`);
+  const fields = [...document.querySelectorAll('.search-button-field, form.bd-search')]
+    .filter((el) => shown(el) && !el.closest('dialog'));
+  const probe = document.createElement('span');
+  probe.style.color = 'var(--pst-color-primary)';
+  document.body.appendChild(probe);
+  const primary = getComputedStyle(probe).color;
+  probe.remove();
+  const scrubberButtons = [...document.querySelectorAll('.ddpm-scrubber button')]
+    .filter((b) => getComputedStyle(b).backgroundColor !== primary || getComputedStyle(b).cursor !== 'pointer')
+    .map((b) => `${where(b)}: background ${getComputedStyle(b).backgroundColor}, theme's ${primary}`);
+  return {overflow, counts, eqno, searchFields: fields.map(where), scrubberButtons};
+}
+"""
+
+# The primary sidebar's navigation, or the page's contents, shown on the screen.
+_SHOWN_JS = """
+(selector) => [...document.querySelectorAll(selector)].some((el) => {
+  const r = el.getBoundingClientRect(), style = getComputedStyle(el);
+  return r.width > 0 && r.height > 0 && r.right > 0 && r.left < innerWidth
+    && style.visibility === 'visible' && +style.opacity > 0.5;
+})
+"""
+NAVIGATION, PAGE_CONTENTS = ".bd-docs-nav", "#pst-page-toc-nav"
+
+
+@dataclass
+class Layout:
+    """What one page looked like at one screen size."""
+
+    overflow: list[str]
+    counts: dict[str, int]  # boxes wider than they are, which scroll (for the record)
+    eqno: list[str]
+    search_fields: list[str]
+    scrubber_buttons: list[str]
+    toggles: list[str] = field(default_factory=list)
+    solutions: list[str] = field(default_factory=list)
+
+
+def _wait_shown(page, selector: str, shown: bool) -> bool:
+    """Wait (up to 3 s, for the sidebar's transition) until selector is shown (or hidden)."""
+    try:
+        page.wait_for_function(f"(s) => ({_SHOWN_JS})(s) === {str(shown).lower()}", arg=selector, timeout=3_000)
+        return True
+    except PlaywrightTimeoutError:
+        return False
+
+
+def _check_toggles(page, wide: bool) -> list[str]:
+    """Click the article header's sidebar toggles like a reader; return what went wrong."""
+    problems = []
+    primary = page.locator(".bd-header-article .primary-toggle")
+    if primary.count() != 1 or not primary.is_visible():
+        return [f"{primary.count()} primary sidebar toggles in the article header, expected one, visible"]
+    if wide:
+        # Beside the article: the toggle hides the navigation and shows it again.
+        if not _wait_shown(page, NAVIGATION, True):
+            problems.append("the navigation is not shown beside the article")
+        primary.click()
+        if not _wait_shown(page, NAVIGATION, False):
+            problems.append("clicking the primary sidebar toggle did not hide the navigation")
+        primary.click()
+        if not _wait_shown(page, NAVIGATION, True):
+            problems.append("clicking the primary sidebar toggle again did not show the navigation")
+    else:
+        # On a phone: the toggle opens the navigation over the page; Escape closes it.
+        if not _wait_shown(page, NAVIGATION, False):
+            problems.append("the navigation covers the page before the toggle is clicked")
+        primary.click()
+        if not _wait_shown(page, NAVIGATION, True):
+            problems.append("clicking the primary sidebar toggle did not show the navigation")
+        page.keyboard.press("Escape")
+        if not _wait_shown(page, NAVIGATION, False):
+            problems.append("Escape did not close the navigation")
+    secondary = page.locator(".bd-header-article .secondary-toggle")
+    if secondary.count() == 1 and secondary.is_visible():
+        secondary.click()
+        if not _wait_shown(page, PAGE_CONTENTS, True):
+            problems.append("clicking the secondary sidebar toggle did not show the page's contents")
+        page.keyboard.press("Escape")
+        if not _wait_shown(page, PAGE_CONTENTS, False):
+            problems.append("Escape did not close the page's contents")
+    return problems
+
+
+def _check_solutions(page) -> list[str]:
+    """A solution's title opens the solution (its title holds no link that leaves the spot)."""
+    problems = []
+    titles = page.locator(".solution.dropdown > .admonition-title")
+    linked = page.locator(".solution.dropdown > .admonition-title a[href]").count()
+    if linked:
+        problems.append(f"{linked} solution titles hold a link; clicking there leaves instead of opening")
+    if titles.count():
+        url, title = page.url, titles.first
+        title.scroll_into_view_if_needed()
+        title.click()
+        try:
+            page.wait_for_function(
+                "(t) => { const body = t.nextElementSibling; return !!body && body.getBoundingClientRect().height > 0"
+                " && getComputedStyle(body).visibility === 'visible'; }",
+                arg=title.element_handle(),
+                timeout=3_000,
+            )
+            opened = True
+        except PlaywrightTimeoutError:
+            opened = False
+        if page.url != url:
+            problems.append(f"clicking a solution's title went to {page.url}")
+        elif not opened:
+            problems.append("clicking a solution's title did not open the solution")
+    return problems
+
+
+def _check_layout(tab, base_url: str, page_path: str, screen: str) -> Layout:
+    _, _, page = tab
+    page.goto(base_url + page_path + ".html", wait_until="load")
+    _wait_for_mathjax(page)
+    found = page.evaluate(_LAYOUT_JS)
+    layout = Layout(
+        overflow=found["overflow"],
+        counts=found["counts"],
+        eqno=found["eqno"],
+        search_fields=found["searchFields"],
+        scrubber_buttons=found["scrubberButtons"],
+    )
+    if screen == "laptop":
+        layout.solutions = _check_solutions(page)
+    layout.toggles = _check_toggles(page, wide=SCREENS[screen]["width"] >= 992)
+    return layout
+
+
+@pytest.fixture(scope="module")
+def layout(browser, base_url):
+    """layout(screen, page) -> Layout, each page loaded once per screen size, in one tab per size."""
+    tabs, cache = {}, {}
+
+    def get(screen: str, page_path: str) -> Layout:
+        if (screen, page_path) not in cache:
+            if screen not in tabs:
+                tabs[screen] = _open(browser, base_url, "", viewport=SCREENS[screen])
+            cache[screen, page_path] = _check_layout(tabs[screen], base_url, page_path, screen)
+        return cache[screen, page_path]
+
+    yield get
+    for _, context, _ in tabs.values():
+        context.close()
+
+
+@pytest.mark.parametrize("page", PAGES)
+@pytest.mark.parametrize("screen", list(SCREENS))
+def test_page_fits_the_screen(layout, screen, page):
+    """Nothing widens the page; what is wider than its box scrolls in it; numbers beside equations."""
+    found = layout(screen, page)
+    assert not found.overflow, f"{page} at {screen} size:{_listing(found.overflow)}"
+    assert not found.eqno, f"{page} at {screen} size: equation numbers drawn over their equations:{_listing(found.eqno)}"
+
+
+@pytest.mark.parametrize("page", PAGES)
+@pytest.mark.parametrize("screen", list(SCREENS))
+def test_page_controls_work(layout, screen, page):
+    """The sidebar toggles, one search field, styled scrubber buttons, solutions that open."""
+    found = layout(screen, page)
+    problems = found.toggles + found.solutions + found.scrubber_buttons
+    if len(found.search_fields) > 1:
+        problems.append(f"{len(found.search_fields)} search fields: {found.search_fields}")
+    assert not problems, f"{page} at {screen} size:{_listing(problems)}"
+
+
+@pytest.mark.parametrize("screen", list(SCREENS))
+def test_search_page_shows_typeset_snippets(browser, base_url, built_html, screen):
+    """The search page has one search field, fits the screen, and its snippets show no raw TeX."""
+    visit, context, page = _open(browser, base_url, "search.html?q=variance", viewport=SCREENS[screen])
+    try:
+        page.goto(visit.url, wait_until="load")
+        page.wait_for_function(
+            "() => /Search finished/.test((document.querySelector('#search-results') || {}).textContent || '')",
+            timeout=15_000,
+        )
+        # Each snippet is fetched after the list is shown, then typeset.
+        page.wait_for_function(
+            "() => { const hits = document.querySelectorAll('#search-results li').length;"
+            " return hits > 0 && document.querySelectorAll('#search-results li p.context').length === hits"
+            " && [...document.querySelectorAll('.ddpm-search-math')].every((m) => m.querySelector('mjx-container')); }",
+            timeout=20_000,
+        )
+        found = page.evaluate(_LAYOUT_JS)
+        snippets = page.evaluate("() => [...document.querySelectorAll('#search-results p.context')].map((p) => p.textContent)")
+        typeset = page.locator("#search-results p.context mjx-container").count()
+    finally:
+        context.close()
+    raw = [s for s in snippets if re.search(r"\\[()\[\]]|[\ue000\ue001]", s)]
+    assert not raw, f"search snippets with raw TeX:{_listing([s[:160] for s in raw])}"
+    assert typeset, "no search snippet shows a typeset formula (searching 'variance' should find some)"
+    assert len(found["searchFields"]) == 1, f"search fields on the search page: {found['searchFields']}"
+    assert not found["overflow"], f"search page at {screen} size:{_listing(found['overflow'])}"
+    errors = visit.page_errors + visit.console_errors + visit.http_errors + visit.blocked
+    assert not errors, f"search page errors:{_listing(errors)}"

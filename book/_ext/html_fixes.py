@@ -7,11 +7,21 @@
 * The Colab launch button opens the chapter's Colab edition, ``colab/<chapter>.ipynb`` (written
   by ``book/colab_edition.py``), instead of the chapter notebook, whose MyST markup Colab
   would show raw.
+* A solution shown as a dropdown has a title that opens it: sphinx-exercise links the
+  exercise's name in the title, and a click on that link left the page instead of opening
+  the solution. The title keeps the words, without the link (the exercise is just above).
+* Printed output that is not laid out in columns wraps on a narrow screen instead of running
+  off to the right (class ``ddpm-wrap``, styled in ``book/_static/ddpm-book.css``); columns of
+  numbers keep their lines and scroll in their box. Columns: two or more lines with a run of
+  spaces between words.
 """
 
+import re
 from pathlib import Path
 
+from docutils import nodes
 from sphinx.util import logging
+from sphinx_exercise.nodes import solution_node
 
 LOGGER = logging.getLogger(__name__)
 
@@ -44,8 +54,33 @@ def _colab_edition_button(app, pagename, templatename, context, doctree):
             LOGGER.warning(f"the Colab button of {pagename} links {button['url']}, not {chapter}")
 
 
+def _unlink_solution_titles(app, doctree, docname):
+    """Drop the link from the title of every solution shown as a dropdown (keep its text)."""
+    for solution in doctree.findall(solution_node):
+        title = solution.children[0] if solution.children else None
+        if "dropdown" not in solution.get("classes", []) or not isinstance(title, nodes.title):
+            continue
+        for reference in list(title.findall(nodes.reference)):
+            reference.replace_self(nodes.inline("", "", *reference.children))
+
+
+# Two or more lines with a run of spaces between words: a table whose columns line up.
+_COLUMNS = re.compile(r"\S {2,}\S")
+
+
+def _wrap_prose_outputs(app, doctree, docname):
+    """Mark printed output (stdout, stderr) that wraps without harm: no two lines in columns."""
+    for block in doctree.findall(nodes.literal_block):
+        classes = set(block.get("classes", []))
+        if "output" in classes and classes & {"stream", "stderr"}:
+            if sum(bool(_COLUMNS.search(line)) for line in block.astext().splitlines()) < 2:
+                block["classes"].append("ddpm-wrap")
+
+
 def setup(app):
     app.set_html_assets_policy("always")
     app.connect("html-page-context", _dedupe_scripts)
     app.connect("html-page-context", _colab_edition_button, priority=600)
+    app.connect("doctree-resolved", _unlink_solution_titles)
+    app.connect("doctree-resolved", _wrap_prose_outputs)
     return {"parallel_read_safe": True, "parallel_write_safe": True}
