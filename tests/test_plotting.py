@@ -12,6 +12,7 @@ import os
 import re
 from html.parser import HTMLParser
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -19,7 +20,22 @@ import torch
 from PIL import Image
 
 from ddpm_core import NoiseSchedule
-from ddpm_core.plotting import Scrubber, _thumbnail_png, forward_diffusion_scrubber, image_grid, png_bytes, to_uint8
+from ddpm_core.plotting import (
+    BOOK_DPI,
+    BOOK_RC,
+    FIG_WIDTH,
+    Scrubber,
+    _thumbnail_png,
+    figure_scrubber,
+    forward_diffusion_scrubber,
+    image_grid,
+    image_scrubber,
+    png_bytes,
+    png_size,
+    show_images,
+    to_uint8,
+    use_book_style,
+)
 
 
 def decode(png: bytes) -> np.ndarray:
@@ -78,6 +94,90 @@ def test_scrubber_shows_its_start_frame_and_checks_arguments():
         Scrubber(frames, ["a", "b"])
     with pytest.raises(ValueError, match="frames must hold at least one"):
         Scrubber([], [])
+
+
+# --------------------------------------------------------------------------------------
+# The house style: text legible at the size shown, figures sharp on high-DPI screens
+# --------------------------------------------------------------------------------------
+
+TEXT_SIZES = ("font.size", "axes.titlesize", "axes.labelsize", "xtick.labelsize", "ytick.labelsize",
+              "legend.fontsize", "figure.titlesize")
+
+
+def test_use_book_style_sets_legible_sizes_and_shows_figures_at_twice_the_resolution(monkeypatch):
+    import IPython
+    import matplotlib
+    import matplotlib.pyplot as plt
+    from IPython.core.formatters import PNGFormatter
+
+    plt.get_backend()  # resolved before the stand-in shell below, which only has formatters
+    png = PNGFormatter()  # what IPython (Jupyter, Colab) calls to show a figure as image/png
+    monkeypatch.setattr(IPython, "get_ipython", lambda: SimpleNamespace(display_formatter=SimpleNamespace(
+        formatters={"image/png": png})))
+    with matplotlib.rc_context():
+        use_book_style()
+        assert all(matplotlib.rcParams[key] == value for key, value in BOOK_RC.items() if key != "figure.figsize")
+        assert tuple(matplotlib.rcParams["figure.figsize"]) == BOOK_RC["figure.figsize"]
+        # Every text size, in CSS pixels as shown (1 pt = BOOK_DPI / 72 px), is at least 13 px.
+        assert min(matplotlib.rcParams[key] for key in TEXT_SIZES) * BOOK_DPI / 72 >= 13
+        assert FIG_WIDTH * BOOK_DPI <= 640  # inside the book's text column, which is about 690 px
+        fig, ax = plt.subplots(figsize=(4, 2))
+        ax.plot([0, 1], [0, 1])
+        data, metadata = png(fig)
+        pixels = decode(base64.b64decode(data))
+        assert set(metadata) == {"width"}  # no height: the book scales the picture evenly in a narrow column
+        assert abs(pixels.shape[1] - 2 * metadata["width"]) <= 1  # twice the resolution it is shown at
+        assert 0.85 * 4 * BOOK_DPI <= metadata["width"] <= 1.05 * 4 * BOOK_DPI  # about w * BOOK_DPI px (trimmed)
+        assert png(plt.figure()) is None  # an empty figure shows nothing
+        plt.close("all")
+    monkeypatch.setattr(IPython, "get_ipython", lambda: None)  # plain Python: the settings alone
+    with matplotlib.rc_context():
+        use_book_style()
+        assert matplotlib.rcParams["font.size"] == BOOK_RC["font.size"]
+
+
+def test_figure_scrubber_frames_are_drawn_at_twice_the_size_shown():
+    import matplotlib.pyplot as plt
+
+    def draw(value):
+        fig, ax = plt.subplots(figsize=(3, 2))
+        ax.plot([0, 1], [0, value])
+        return fig
+
+    sc = figure_scrubber(draw, [1, 2], ["a", "b"])
+    width, height = png_size(sc.frames[0])
+    assert sc.width == round(width / 2) and 0.85 * 3 * BOOK_DPI <= sc.width <= 1.05 * 3 * BOOK_DPI
+    style = parse(sc._repr_html_()).tags
+    main = next(attrs for tag, attrs, _ in style if tag == "img")
+    assert f"width:{sc.width}px" in main["style"] and "max-width:100%" in main["style"]
+    assert "pixelated" not in main["style"]  # smooth figures are scaled smoothly
+    assert plt.get_fignums() == []  # every frame's figure is closed
+    assert Image.open(io.BytesIO(sc.frames[0])).mode == "P"  # stored with a palette: many frames, few bytes
+    pixel_art = forward_diffusion_scrubber(NoiseSchedule.linear(10), torch.zeros(2, 1, 4, 4), [0, 10], nrow=2)
+    assert "image-rendering:pixelated" in pixel_art._repr_html_()  # image grids keep their pixels sharp
+
+
+def test_image_scrubber_zooms_by_whole_pixels_to_the_book_width():
+    for n in (4, 8, 16):  # a row of n digits: n * (32 + 2) + 2 grid pixels
+        grid_width = n * 34 + 2
+        sc = image_scrubber([torch.zeros(n, 1, 32, 32)] * 2, ["a", "b"], nrow=n)
+        zoom = sc.width // grid_width
+        assert sc.width == zoom * grid_width and sc.width <= FIG_WIDTH * BOOK_DPI < (zoom + 1) * grid_width
+    digits = torch.zeros(8, 1, 32, 32)
+    assert image_scrubber([digits] * 2, ["a", "b"], zoom=3).width == 3 * 274  # a zoom asked for is kept
+    with pytest.raises(ValueError, match="zoom"):
+        image_scrubber([digits] * 2, ["a", "b"], zoom=0)
+
+
+def test_show_images_fits_a_wide_batch_to_the_book_width():
+    import matplotlib.pyplot as plt
+
+    strip = show_images(torch.zeros(16, 1, 32, 32), nrow=16, scale=0.3)  # 546 x 36 grid pixels
+    w, h = strip.figure.get_size_inches()
+    assert w == pytest.approx(FIG_WIDTH) and h == pytest.approx(max(1.0, FIG_WIDTH * 36 / 546))
+    small = show_images(torch.zeros(4, 1, 32, 32), nrow=4)  # 138 x 36: scale / 10 inches per pixel
+    assert small.figure.get_size_inches()[0] == pytest.approx(138 * 0.25 / 10)
+    plt.close("all")
 
 
 # --------------------------------------------------------------------------------------
