@@ -21,13 +21,14 @@ import pytest
 import torch
 
 from ddpm_core.train import FULL, QUICK
+from ddpm_core.unet import UNetConfig
 
 BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
 RESULTS = BENCHMARKS / "results"
 README = (BENCHMARKS / "README.md").read_text(encoding="utf-8")
 BOOK_HTML = BENCHMARKS.parent / "_build" / "html"
 SCRIPTS = ("throughput.py", "time_to_quality.py", "fd_noise.py", "sampling_cost.py", "gpu_check.py", "page_weight.py",
-           "data_loading.py")
+           "data_loading.py", "explorers.py")
 
 sys.path.insert(0, str(BENCHMARKS))  # the scripts import benchmarks/machine.py as `machine`
 import gpu_check  # noqa: E402
@@ -159,7 +160,7 @@ def named_in_readme(name: str) -> bool:
 
 
 def test_results_hold_the_current_results_only():
-    assert sum(name.endswith(".json") for name in RESULT_FILES) == 24
+    assert sum(name.endswith(".json") for name in RESULT_FILES) == 25
     unnamed = [name for name in RESULT_FILES if not named_in_readme(name)]
     assert not unnamed, f"result files the README does not name: {unnamed}"
 
@@ -215,6 +216,7 @@ def test_the_readme_flags_rebuild_each_recorded_recipe(name):
     """
     recorded = json.loads((RESULTS / name).read_text())["train_config"]
     recorded.setdefault("optimizer", "adam")
+    recorded["model"] = {**UNetConfig().to_dict(), **recorded["model"]} if "model" in recorded else recorded.get("model")
     rebuilt = time_to_quality.recipe_config(RECIPE_FLAGS[name].split())[0].to_dict()
     fields = set(recorded) - set(time_to_quality.PER_RUN) - {"amp", "muon_lr" if recorded["optimizer"] == "adam" else ""}
     assert {k: rebuilt[k] for k in fields} == {k: recorded[k] for k in fields}
