@@ -27,7 +27,7 @@ from .ddim import ddim_sample_loop, ddim_timesteps
 from .guidance import Autoguided
 from .weights import load_pretrained
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 
 __all__ = [
     "NoiseSchedule",

@@ -253,3 +253,17 @@ def test_posterior_log_variance_is_clipped_at_t_equals_one():
     assert float(var[0]) == 0.0 and float(var[1]) == pytest.approx(bt2, rel=1e-12)
     assert float(log_var[0]) == pytest.approx(math.log(bt2), rel=1e-12)
     assert float(log_var[1]) == pytest.approx(math.log(bt2), rel=1e-12)
+
+
+def test_exercise_squared_betas_leave_x_T_far_from_a_standard_normal():
+    """Chapter 2's exercise: with beta_t^2 as each step's noise variance, v_t = alpha_t v_{t-1} + beta_t^2.
+
+    The solution says x_T ends with a variance of about 0.019 (a standard deviation of 0.14), about
+    22 times its remaining signal sqrt(alphabar_T), and far from the N(0, I) sampling starts from.
+    """
+    schedule = NoiseSchedule.linear(1000)
+    v = torch.zeros((), dtype=torch.float64)
+    for t in range(1, 1001):
+        v = schedule.alphas[t] * v + schedule.betas[t] ** 2
+    assert round(float(v), 3) == 0.019 and round(float(v.sqrt()), 2) == 0.14
+    assert round(float(v.sqrt() / schedule.alphas_cumprod[-1].sqrt())) == 22
