@@ -42,14 +42,16 @@ test: $(STAMP) $(CHROMIUM) build-strict
 test-other-cpu: $(STAMP)
 	$(OTHER_CPU) $(NBVAL) notebooks
 
-# Re-execute every chapter in place (after changing ddpm_core or a chapter) and write their Colab
-# editions (colab/, book/colab_edition.py), then commit both.
+# Re-execute every chapter in place (after changing ddpm_core or a chapter), drop what the live
+# widgets leave behind (book/strip_widget_state.py: the book must load no widget script from a
+# CDN), and write their Colab editions (colab/, book/colab_edition.py), then commit both.
 # `jupyter execute` is nbclient's, which the book's requirements install (nbconvert is not among them).
 # DDPM_QUICK=1: the stored outputs come from the training chapter's quick mode, even on a GPU machine.
 notebooks: $(STAMP)
 	for nb in notebooks/*.ipynb; do \
 	  DDPM_QUICK=1 $(BIN)/jupyter execute --inplace --timeout=1200 $$nb || exit 1; \
 	done
+	$(BIN)/python book/strip_widget_state.py
 	$(BIN)/python book/colab_edition.py
 
 clean:

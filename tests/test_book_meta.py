@@ -318,3 +318,18 @@ def test_training_chapter_requests_a_gpu():
         metadata = load_notebook(path)["metadata"]
         gpu = metadata.get("accelerator") == "GPU" or "gpuType" in metadata.get("colab", {})
         assert gpu, f'{path.name}: set notebook metadata "accelerator": "GPU" so that Colab opens it on a GPU runtime'
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_chapters_store_no_widget_state(path):
+    """A stored widget view or widget state makes the book load the ipywidgets scripts from a CDN.
+
+    The live explorers' cells are committed without outputs (``make notebooks`` runs
+    ``book/strip_widget_state.py`` after executing the chapters).
+    """
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("strip_widget_state", ROOT / "book" / "strip_widget_state.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert not module.holds_widgets(load_notebook(path))
