@@ -33,7 +33,7 @@ def strip(nb: dict) -> dict:
     """The notebook without widget state, and without the outputs of the cells that made widgets."""
     for cell in nb["cells"]:
         if any(WIDGET_VIEW in out.get("data", {}) for out in cell.get("outputs", [])):
-            cell["outputs"], cell["execution_count"] = [], None
+            cell["outputs"] = []  # the execution count stays: the cell ran, its widget is not kept
     nb["metadata"].pop("widgets", None)
     return nb
 
