@@ -19,6 +19,12 @@ both MyST (text/markdown, for the book) and HTML (for Jupyter), as the source li
   admonitions and other directives become ``<blockquote>`` blocks; ``(label)=`` an anchor.
 - Links and images relative to the repository point to the book's pages or to the files
   on GitHub.
+- An implementation exercise is a code cell tagged ``exercise-solution`` (the solution, folded
+  in the book), followed by the cell that checks it. In the edition the solution cell keeps
+  its ``def`` line and docstring, and its body becomes ``raise NotImplementedError`` under a
+  "# Your code here" comment (tagged ``exercise``); the check cell loses its stored output
+  (the verdict on the solution); and a Markdown cell after the check holds the solution in
+  a closed ``<details>``.
 
 Numbers follow Sphinx's rule for this book (numfig, math_numfig, numbered parts in
 _toc.yml): the chapters of numbered parts are 1, 2, ... in the order of _toc.yml, and the
@@ -32,6 +38,7 @@ unnumbered page it is k. tests/test_colab.py compares them with the built HTML.
 from __future__ import annotations
 
 import argparse
+import ast
 import json
 import posixpath
 import re
@@ -71,6 +78,7 @@ INLINE = re.compile(  # scanned left to right, so code spans protect what they c
 ADMONITIONS = {"note", "tip", "hint", "important", "warning", "caution", "attention", "danger", "error",
                "seealso", "admonition"}
 CODE_DIRECTIVES = {"code", "code-block", "sourcecode", "code-cell"}
+EXERCISE_TAG = "exercise-solution"  # a code cell holding an implementation exercise's solution
 SIMPLE_ROLES = {"sub": "<sub>{}</sub>", "sup": "<sup>{}</sup>", "kbd": "<kbd>{}</kbd>", "term": "{}",
                 "code": "`{}`", "samp": "`{}`", "file": "`{}`", "command": "`{}`", "program": "`{}`",
                 "func": "`{}`", "class": "`{}`", "meth": "`{}`", "mod": "`{}`", "attr": "`{}`"}
@@ -469,6 +477,7 @@ def notebook_chapters(book: Book) -> list[str]:
 def edition(book: Book, doc: str) -> str:
     """The Colab edition of one chapter, as the text of an .ipynb file."""
     notebook = json.loads(source(doc).read_text(encoding="utf-8"))
+    notebook["cells"] = with_exercises_open(doc, notebook["cells"])
     page, first, caption = Page(book, doc), True, None
     for cell in notebook["cells"]:
         for output in cell.get("outputs", []):
@@ -488,6 +497,47 @@ def edition(book: Book, doc: str) -> str:
     if caption is not None:
         sys.exit(f"colab_edition.py: {doc}: a captioned figure must be followed by a Markdown cell")
     return json.dumps(notebook, sort_keys=True, indent=1, ensure_ascii=False) + "\n"
+
+
+def is_exercise(cell: dict) -> bool:
+    return cell["cell_type"] == "code" and EXERCISE_TAG in cell.get("metadata", {}).get("tags", [])
+
+
+def with_exercises_open(doc: str, cells: list[dict]) -> list[dict]:
+    """The cells with each exercise's solution left to write, and shown folded after its check."""
+    out = []
+    for index, cell in enumerate(cells):
+        previous = cells[index - 1] if index else None
+        if is_exercise(cell):
+            solution = "".join(cell["source"])
+            if index + 1 == len(cells) or cells[index + 1]["cell_type"] != "code":
+                sys.exit(f"colab_edition.py: {doc}: an {EXERCISE_TAG} cell must be followed by the code cell that checks it")
+            cell = {**cell, "execution_count": None, "outputs": [], "source": exercise_stub(solution, doc).splitlines(True),
+                    "metadata": {**cell["metadata"], "tags": ["exercise"]}}
+        elif previous is not None and is_exercise(previous):  # the check: its verdict was on the solution
+            cell = {**cell, "execution_count": None, "outputs": []}
+        out.append(cell)
+        if previous is not None and is_exercise(previous):
+            solution = "".join(previous["source"]).strip("\n")
+            text = f"<details>\n<summary>Solution</summary>\n\n```python\n{solution}\n```\n\n</details>"
+            out.append({"cell_type": "markdown", "id": f"{previous['id']}-solution", "metadata": {},
+                        "source": text.splitlines(True)})
+    return out
+
+
+def exercise_stub(solution: str, doc: str = "") -> str:
+    """The solution's first function, up to its docstring, with a body left to write."""
+    try:
+        function = next(n for n in ast.parse(solution).body if isinstance(n, ast.FunctionDef))
+    except (SyntaxError, StopIteration):
+        sys.exit(f"colab_edition.py: {doc}: an {EXERCISE_TAG} cell must define a function")
+    first = function.body[0]
+    has_docstring = isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) and isinstance(first.value.value, str)
+    end = first.end_lineno if has_docstring else first.lineno - 1  # the last line kept
+    lines = solution.splitlines()
+    indent = " " * first.col_offset
+    return "\n".join([*lines[:end], f"{indent}# Your code here",
+                      f'{indent}raise NotImplementedError("write the body of {function.name}")'])
 
 
 def drop_myst(output: dict) -> None:

@@ -5,7 +5,8 @@ editions are what it writes now, with the chapters' code cells and outputs; that
 Markdown, rendered by a plain CommonMark renderer (as Colab's is), shows no MyST markup; that
 every link leads somewhere (a page and anchor of the built book, a file of this repository,
 an anchor of the same notebook); that equation and exercise numbers are the built book's;
-that solutions are folded away; and that the launch buttons and README's badges open the
+that solutions are folded away; that the exercises in code are left to write, with their
+solutions folded after the check; and that the launch buttons and README's badges open the
 editions.
 
 `make test` builds the book first; to run this file alone, build it yourself:
@@ -128,10 +129,25 @@ def test_check_names_a_stale_edition(tmp_path, monkeypatch):
     assert colab_edition.stale(expected) == [changed.name, "99_removed.ipynb"]
 
 
+def chapter_with_exercises_open(doc: str) -> dict:
+    """The chapter as its edition should have it: each exercise's solution cell and check cell
+    as the edition writes them (tested below), and the solution's Markdown cell after the check."""
+    chapter = json.loads(colab_edition.source(doc).read_text(encoding="utf-8"))
+    copy = {c["id"]: c for c in edition(doc)["cells"]}
+    cells = []
+    for index, cell in enumerate(chapter["cells"]):
+        after_exercise = index > 0 and colab_edition.is_exercise(chapter["cells"][index - 1])
+        cells.append(copy[cell["id"]] if colab_edition.is_exercise(cell) or after_exercise else cell)
+        if after_exercise:
+            cells.append(copy[chapter["cells"][index - 1]["id"] + "-solution"])
+    return {**chapter, "cells": cells}
+
+
 @pytest.mark.parametrize("doc", CHAPTERS)
 def test_code_cells_are_the_chapters(doc):
-    """Code cells and outputs are copied, less the MyST that a source listing carries beside its HTML."""
-    chapter = json.loads(colab_edition.source(doc).read_text(encoding="utf-8"))
+    """Code cells and outputs are copied, less the MyST that a source listing carries beside its HTML
+    (and less the exercises' solutions, see test_exercises_are_left_to_write)."""
+    chapter = chapter_with_exercises_open(doc)
     copy = edition(doc)
     assert copy["metadata"] == chapter["metadata"]
     assert [c["cell_type"] for c in copy["cells"]] == [c["cell_type"] for c in chapter["cells"]]
@@ -272,16 +288,87 @@ SOLUTION_DIRECTIVE = re.compile(r"^[ \t]*(?:`{3,}|:{3,})\{solution\}", re.M)
 DETAILS = re.compile(r"<details>\s*<summary>Solution[^<]*</summary>(.*?)</details>", re.S)
 
 
+def exercise_cells(doc: str) -> list[dict]:
+    cells = json.loads(colab_edition.source(doc).read_text(encoding="utf-8"))["cells"]
+    return [c for c in cells if colab_edition.is_exercise(c)]
+
+
 @pytest.mark.parametrize("doc", CHAPTERS)
 def test_solutions_are_inside_details(doc):
     solutions = sum(len(SOLUTION_DIRECTIVE.findall(t)) for t in colab_edition.markdown_texts(doc))
+    solutions += len(exercise_cells(doc))  # the implementation exercises' code
     html = "\n".join(rendered(doc))
     folded = DETAILS.findall(html)
     assert len(folded) == solutions == html.count("<summary>Solution"), (
         f"{doc}: {solutions} solutions, {len(folded)} of them in <details>, "
         f"{html.count('<summary>Solution')} summaries"
     )
-    assert all("<p>" in body for body in folded), f"{doc}: a solution's Markdown is not rendered inside <details>"
+    rendered_inside = all("<p>" in body or '<pre><code class="language-python">' in body for body in folded)
+    assert rendered_inside, f"{doc}: a solution's Markdown is not rendered inside <details>"
+
+
+# --------------------------------------------------------------------------------------
+# Implementation exercises are left to write, their solutions folded after the check
+# --------------------------------------------------------------------------------------
+
+
+def test_the_implementation_exercises_are_there():
+    """Every chapter from 2 on has at least one (they are numbered 01_, 02_, ...)."""
+    missing = [doc for doc in CHAPTERS if Path(doc).name[:2] >= "02" and not exercise_cells(doc)]
+    assert not missing, f"chapters without an implementation exercise: {missing}"
+
+
+@pytest.mark.parametrize("doc", [d for d in CHAPTERS if exercise_cells(d)])
+def test_exercises_are_left_to_write(doc):
+    chapter = json.loads(colab_edition.source(doc).read_text(encoding="utf-8"))["cells"]
+    copy = edition(doc)["cells"]
+    for solution in exercise_cells(doc):
+        index = next(k for k, c in enumerate(copy) if c["id"] == solution["id"])
+        stub, check, folded = copy[index : index + 3]
+        assert "hide-input" in solution["metadata"]["tags"], f"{doc}: the book must fold the solution"
+        assert stub["source"] and "".join(stub["source"]) == colab_edition.exercise_stub("".join(solution["source"]))
+        assert stub["metadata"]["tags"] == ["exercise"] and stub["outputs"] == [] and stub["execution_count"] is None
+        in_chapter = next(k for k, c in enumerate(chapter) if c["id"] == solution["id"])
+        assert check["id"] == chapter[in_chapter + 1]["id"] and check["outputs"] == [], (
+            f"{doc}: the check after {solution['id']} must keep no verdict on the solution"
+        )
+        assert "check_" in "".join(check["source"]), f"{doc}: the cell after {solution['id']} must call a check"
+        text = "".join(folded["source"])
+        assert folded["cell_type"] == "markdown" and text.startswith("<details>\n<summary>Solution</summary>")
+        assert "```python\n" + "".join(solution["source"]).strip("\n") + "\n```" in text
+
+
+def test_exercise_stub_keeps_the_signature_and_docstring():
+    solution = (
+        "def my_step(\n    x: float,\n    y: float = 1.0,\n) -> float:\n"
+        '    """Add.\n\n    Args:\n        x: one.\n    """\n    z = x + y\n    return z\n'
+    )
+    stub = colab_edition.exercise_stub(solution)
+    assert stub == (
+        "def my_step(\n    x: float,\n    y: float = 1.0,\n) -> float:\n"
+        '    """Add.\n\n    Args:\n        x: one.\n    """\n'
+        "    # Your code here\n"
+        '    raise NotImplementedError("write the body of my_step")'
+    )
+    namespace = {}
+    exec(stub, namespace)
+    with pytest.raises(NotImplementedError):
+        namespace["my_step"](1.0)
+    no_docstring = colab_edition.exercise_stub("import math\n\ndef f(x):\n    return math.sqrt(x)\n")
+    assert no_docstring == 'import math\n\ndef f(x):\n    # Your code here\n    raise NotImplementedError("write the body of f")'
+
+
+def test_an_exercise_cell_without_a_function_is_refused():
+    with pytest.raises(SystemExit, match="must define a function"):
+        colab_edition.exercise_stub("x = 1\n", "notebooks/xx")
+
+
+def test_an_exercise_without_its_check_is_refused():
+    cells = [{"cell_type": "code", "id": "a", "metadata": {"tags": ["exercise-solution"]}, "source": ["def f():\n", "    pass\n"],
+              "outputs": [], "execution_count": 1},
+             {"cell_type": "markdown", "id": "b", "metadata": {}, "source": ["text"]}]
+    with pytest.raises(SystemExit, match="must be followed by the code cell that checks it"):
+        colab_edition.with_exercises_open("notebooks/xx", cells)
 
 
 # --------------------------------------------------------------------------------------
