@@ -20,6 +20,7 @@ from .losses import (
     vb_terms_bpd,
 )
 from .posterior import posterior_mean_from_eps, predict_x0_from_eps, q_posterior_mean_variance
+from .parameterizations import eps_from_score, eps_from_v, eps_from_x0, score_from_eps, v_from_eps, x0_from_v
 from .reverse import PMeanVariance, p_mean_variance, p_sample, p_sample_loop
 from .schedules import NoiseSchedule, cosine_beta_schedule, extract, linear_beta_schedule
 from .unet import UNet, UNetConfig, count_parameters, sinusoidal_embedding
@@ -40,6 +41,12 @@ __all__ = [
     "q_posterior_mean_variance",
     "predict_x0_from_eps",
     "posterior_mean_from_eps",
+    "eps_from_x0",
+    "v_from_eps",
+    "eps_from_v",
+    "x0_from_v",
+    "score_from_eps",
+    "eps_from_score",
     "PMeanVariance",
     "p_mean_variance",
     "p_sample",
