@@ -12,6 +12,8 @@ leaves the book blocked, and measures, as a reader would meet them:
 * **a run from a fresh page**: the same press on a page just opened in a new browser context
   (nothing cached), which first loads the runtime and the two networks, so from the press to
   the last digit; ``--runs`` fresh pages;
+* **a drawing noised and denoised** (SDEdit): "Noise and denoise" on one drawn stroke, from
+  t = 500 (T/2) in 25 DDIM steps with w = 1.5 (50 network calls, batch 1), warm: median of ``--runs``;
 * **bytes**: what opening the page loads, and what its first press loads (bodies as sent);
 
 once with the networks in the page's workers (the page's default: one per core but one, up to
@@ -52,6 +54,7 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
                  "--disable-sync", "--no-first-run"]
 SETTINGS = {"seed": 0, "steps": 50, "eta": 0, "weight": 1.5}  # DDIM-50 with autoguidance: 100 network calls
 TARGETS_S = {"warm": 4.0, "fresh": 6.0}
+EDIT_SETTINGS = {"t": 500, "steps": 25, "seed": 0}  # SDEdit from T/2: 50 network calls of batch 1
 
 # Press Generate and wait for the run to end, timed in the page (ms); then the run's own record.
 _PRESS_JS = """
@@ -80,6 +83,22 @@ async ([count, warmup, repeats]) => {
     times.push(performance.now() - start);
   }
   return times;
+}
+"""
+
+# Press "Noise and denoise" on a drawn stroke (the test hook's x_0: a vertical bar, as a 1); time it (ms).
+_EDIT_JS = """
+async () => {
+  const x0 = Array.from({length: 1024}, (_, i) => (Math.abs((i % 32) - 15.5) < 2 && i >= 6 * 32 && i < 26 * 32 ? 1 : -1));
+  ddpmSampler.useImage(x0);
+  const start = performance.now();
+  document.querySelector('#ddpm-sdedit button[name=denoise]').click();
+  await new Promise((resolve) => {
+    const poll = () => (ddpmSampler.running() ? setTimeout(poll, 5) : resolve());
+    setTimeout(poll, 5);
+  });
+  const run = ddpmSampler.lastEdit();
+  return {ms: performance.now() - start, t: run.t, steps: run.steps};
 }
 """
 
@@ -157,6 +176,8 @@ class Tab:
             self.page.evaluate("() => ddpmSampler.useWorkers(0)")
         for name, value in SETTINGS.items():
             self.page.fill(f"#ddpm-sampler form input[name={name}]", str(value))
+        for name, value in EDIT_SETTINGS.items():
+            self.page.fill(f"#ddpm-sdedit form input[name={name}]", str(value))
 
     def press(self) -> dict:
         before = _snapshot()
@@ -165,6 +186,13 @@ class Tab:
         if result["run"] is None or result["run"]["stopped"] or result["run"]["calls"] != 100:
             raise RuntimeError(f"the run did not finish as set: {result}, errors {self.errors}")
         return result
+
+    def noise_and_denoise(self) -> float:
+        """Seconds from the press of "Noise and denoise" to the denoised digit."""
+        result = self.page.evaluate(_EDIT_JS)
+        if (result["t"], result["steps"]) != (EDIT_SETTINGS["t"], EDIT_SETTINGS["steps"]):
+            raise RuntimeError(f"the drawing was not denoised as set: {result}, errors {self.errors}")
+        return round(result["ms"] / 1000, 3)
 
     def close(self):
         if self.blocked or self.errors:
@@ -190,6 +218,7 @@ def measure(browser, base_url: str, workers: bool, runs: int) -> dict:
         load_s = result["run"]["loadSeconds"]
     warm_results = [tab.press() for _ in range(runs)]
     warm = [round(r["ms"] / 1000, 3) for r in warm_results]
+    edits = [tab.noise_and_denoise() for _ in range(runs)]
     calls = tab.page.evaluate(_CALLS_JS, [16, 5, 20])
     tab.close()
     return {
@@ -198,6 +227,7 @@ def measure(browser, base_url: str, workers: bool, runs: int) -> dict:
         "warm_run_s": {"median": statistics.median(warm), "runs": warm, "cpu": [r["cpu"] for r in warm_results]},
         "fresh_page_run_s": {"median": statistics.median(fresh), "runs": fresh, "of_which_loading_s_last": round(load_s, 3),
                              "cpu": fresh_cpu},
+        "sdedit_warm_s": {"median": statistics.median(edits), "runs": edits},
         "bytes_opening_the_page": page_bytes,
         "bytes_first_press": press_bytes,
     }
@@ -247,6 +277,10 @@ def main(argv: list[str] | None = None) -> dict:
               f"{idle(r['warm_run_s']):>7} {r['fresh_page_run_s']['median']:>11.2f} {idle(r['fresh_page_run_s']):>7} "
               f"{r['bytes_opening_the_page'] / 1e6:>8.2f} {r['bytes_first_press'] / 1e6:>10.2f}")
     print("(idle): main thread + busiest worker, in CPU seconds: the wall clock an idle machine would show")
+    for key, r in results.items():
+        print(f"a drawing noised to t = {EDIT_SETTINGS['t']} and denoised in {EDIT_SETTINGS['steps']} steps "
+              f"({2 * EDIT_SETTINGS['steps']} calls, batch 1), warm, networks in {r['networks_run_in']}: "
+              f"{r['sdedit_warm_s']['median']:.2f} s")
     print(f"targets: warm <= {TARGETS_S['warm']} s, fresh page <= {TARGETS_S['fresh']} s "
           f"(100 network calls: 16 digits, DDIM-50, w = 1.5); load average {info['load_average_1_5_15_min_at_start']} "
           f"at the start, {info['load_average_1_5_15_min_at_end']} at the end on {info['logical_cores']} cores")
@@ -256,7 +290,8 @@ def main(argv: list[str] | None = None) -> dict:
         del recorded_argv[i:i + 2]
     recorded_argv = [a for a in recorded_argv if not a.startswith("--html=")]
     return write_record(out, "browser_sampler.py", "browser_sampler", recorded_argv, info,
-                        settings={**SETTINGS, "digits": 16, "network_calls": 100, "served_by": "http.server"},
+                        settings={**SETTINGS, "digits": 16, "network_calls": 100, "served_by": "http.server",
+                                  "sdedit": {**EDIT_SETTINGS, "weight": 1.5, "network_calls": 2 * EDIT_SETTINGS["steps"]}},
                         targets_s=TARGETS_S, results=results)
 
 

@@ -9,15 +9,19 @@
  *   - the DDIM step, eq-ddim-step, with x0_hat from eq-x0-from-eps and the guided prediction of
  *     eq-autoguidance: written below from the book's equations, in the order ddpm_core.ddim's
  *     _ddim_mean_variance computes them, so that the same noise gives the same digits (the test
- *     tests/test_sampler_page.py hands this page the noise of ddim_sample_loop and compares).
+ *     tests/test_sampler_page.py hands this page the noise of ddim_sample_loop and compares);
+ *   - the forward process in closed form, eq-forward-closed-form, for the section "Draw a digit,
+ *     noise it, denoise it": the reader's drawing x_0 is noised to x_t in one step and the same
+ *     DDIM loop denoises it from t down to 0 (SDEdit; Meng et al., 2022).
  *
  * Timestep convention, as in ddpm_core: the paper's t = 1..T; alphabar[0] = 1 stands for x_0.
  *
  * The page loads this file and manifest.js (small) when it opens. The runtime and the networks
- * (several MB) are loaded the first time the reader presses Generate, as classic scripts: a page
- * opened from file:// may run <script src> but not fetch() or import(). Each file is found
- * through the page's download link to it, which is where the book's build puts it. The networks
- * run in web workers (loadRuntime), or in the page where a browser refuses workers.
+ * (several MB) are loaded at the first press of Generate or Noise and denoise, as classic
+ * scripts: a page opened from file:// may run <script src> but not fetch() or import(). Each
+ * file is found through the page's download link to it, which is where the book's build puts
+ * it. The networks run in web workers (loadRuntime), or in the page where a browser refuses
+ * workers.
  *
  * globalThis.ddpmSampler, at the end, is the hook tests/test_sampler_page.py and
  * benchmarks/browser_sampler.py drive the page with.
@@ -25,8 +29,9 @@
 (function () {
   'use strict';
 
-  const root = document.getElementById('ddpm-sampler');
+  const root = document.getElementById('ddpm-sampler');  // the sampler
   if (!root) return;
+  const editRoot = document.getElementById('ddpm-sdedit');  // draw, noise, denoise
   const files = () => globalThis.ddpmSamplerFiles || {};
 
   // ------------------------------------------------------------------ files of the page
@@ -245,7 +250,10 @@
     return f % 2 === 0 ? f : f + 1;
   }
 
-  /** ddpm_core.ddim.ddim_timesteps(T, S): S evenly spaced steps from T down to 1. */
+  /**
+   * ddpm_core.ddim.ddim_timesteps(T, S): S evenly spaced steps from T down to 1. Denoising a
+   * drawing from x_t takes ddimTimesteps(t, S): the same spacing, from t down to 1.
+   */
   function ddimTimesteps(T, S) {
     if (S === 1) return [T];
     const steps = [];
@@ -292,6 +300,17 @@
     return {x: xs, x0};
   }
 
+  /**
+   * The forward process in one step, eq-forward-closed-form (ddpm_core.forward.q_sample):
+   *   x_t = sqrt(alphabar_t) x_0 + sqrt(1 - alphabar_t) eps,  eps ~ N(0, I).
+   */
+  function qSample(abar, x0, t, eps) {
+    const a = Math.sqrt(abar[t]), b = Math.sqrt(1 - abar[t]);
+    const xt = new Float32Array(x0.length);
+    for (let i = 0; i < x0.length; i++) xt[i] = a * x0[i] + b * eps[i];
+    return xt;
+  }
+
   // ------------------------------------------------------------------ noise
 
   /**
@@ -332,20 +351,19 @@
   // ------------------------------------------------------------------ the sampling loop
 
   /**
-   * DDIM over ddimTimesteps(T, steps), as ddpm_core.ddim.ddim_sample_loop, with the guided eps.
-   * After each step onStep({k, t, x, x0}) is called (x is x_s, the input of the next step);
+   * The DDIM loop of ddpm_core.ddim.ddim_sample_loop, with the guided eps, from a given x at
+   * timesteps[0] down to x_0: timesteps is decreasing, and the step after its last goes to 0.
+   * The sampler starts it at x_T ~ N(0, I) with ddimTimesteps(T, S); the drawing, at the x_t of
+   * eq-forward-closed-form with ddimTimesteps(t, S). noise(n) gives each step's z.
+   * After each step onStep({k, t, s, x, x0}) is called (x is x_s, the input of the next step);
    * shouldStop() is asked after each step. Returns {x, steps: steps done, stopped}.
    */
-  async function ddimSample(nets, {count, steps, eta, weight, noise, onStep, shouldStop}) {
-    const manifest = files().manifest;
-    const abar = manifest.alphas_cumprod;
-    const size = manifest.image_channels * manifest.image_size * manifest.image_size;
-    const timesteps = ddimTimesteps(manifest.T, steps);
-    let x = noise(count * size);  // x_T ~ N(0, I)
+  async function ddimLoop(nets, x, timesteps, {count, eta, weight, noise, onStep, shouldStop}) {
+    const abar = files().manifest.alphas_cumprod;
     for (let k = 0; k < timesteps.length; k++) {
       const t = timesteps[k], s = k + 1 < timesteps.length ? timesteps[k + 1] : 0;
       const eps = await guidedEps(nets, x, t, count, weight);
-      const z = noise(count * size);  // drawn even when sigma = 0, as ddim_sample_loop does
+      const z = noise(x.length);  // drawn even when sigma = 0, as ddim_sample_loop does
       const step = ddimStep(abar, x, eps, t, s, eta, z);
       x = step.x;
       if (onStep) await onStep({k, t, s, x, x0: step.x0});
@@ -354,11 +372,21 @@
     return {x, steps: timesteps.length, stopped: false};
   }
 
+  /** DDIM sampling as ddim_sample_loop: x_T ~ N(0, I), then ddimLoop over ddimTimesteps(T, steps). */
+  function ddimSample(nets, {count, steps, ...options}) {
+    const manifest = files().manifest;
+    const size = manifest.image_channels * manifest.image_size * manifest.image_size;
+    const x = options.noise(count * size);  // x_T ~ N(0, I)
+    return ddimLoop(nets, x, ddimTimesteps(manifest.T, steps), {count, ...options});
+  }
+
   // ------------------------------------------------------------------ checking what the reader typed
 
-  /** The value of a control, checked; throws an Error whose message names the control. */
-  function readControls(T) {
-    const form = root.querySelector('form');
+  /**
+   * Readers of a form's fields: each returns a field's value, checked, or throws an Error whose
+   * message names the field and says what it accepts.
+   */
+  function fieldReader(form) {
     const text = (name) => form.elements[name].value.trim();
     const wholeNumber = (name, label, low, high) => {
       const raw = text(name), v = Number(raw);
@@ -375,11 +403,28 @@
       }
       return v;
     };
+    return {wholeNumber, number};
+  }
+
+  /** The sampler's settings, checked. */
+  function readControls(T) {
+    const {wholeNumber, number} = fieldReader(root.querySelector('form'));
     return {
       seed: wholeNumber('seed', 'Seed', 0, 2 ** 32 - 1),
       steps: wholeNumber('steps', 'DDIM steps', 1, T),
       eta: number('eta', 'eta', 0),
       weight: number('weight', 'The guidance weight w', 1),
+    };
+  }
+
+  /** The settings of "Draw a digit, noise it, denoise it", checked: t first, as steps may not exceed it. */
+  function readEditControls(T) {
+    const {wholeNumber} = fieldReader(editRoot.querySelector('form'));
+    const t = wholeNumber('t', 't', 1, T);
+    return {
+      t,
+      steps: wholeNumber('steps', 'DDIM steps', 1, t),  // the label says: 1 to t
+      seed: wholeNumber('seed', 'Seed', 0, 2 ** 32 - 1),
     };
   }
 
@@ -423,6 +468,27 @@
     xtCaption: root.querySelector('.ddpm-sampler-xt-caption'),
   };
 
+  // The controls of "Draw a digit, noise it, denoise it", where the page has that section.
+  const edit = editRoot && {
+    form: editRoot.querySelector('form'),
+    run: editRoot.querySelector('button[name=denoise]'),
+    clear: editRoot.querySelector('button[name=clear]'),
+    pad: editRoot.querySelector('canvas.ddpm-sdedit-pad'),
+    status: editRoot.querySelector('.ddpm-sampler-status'),
+    error: editRoot.querySelector('.ddpm-sampler-error'),
+    x0: editRoot.querySelector('canvas.ddpm-sdedit-x0'),
+    xt: editRoot.querySelector('canvas.ddpm-sdedit-xt'),
+    result: editRoot.querySelector('canvas.ddpm-sdedit-result'),
+    xtCaption: editRoot.querySelector('.ddpm-sdedit-xt-caption'),
+    resultCaption: editRoot.querySelector('.ddpm-sdedit-result-caption'),
+    chain: editRoot.querySelector('.ddpm-sampler-chain'),
+    slider: editRoot.querySelector('.ddpm-sampler-chain input[type=range]'),
+    chainXt: editRoot.querySelector('canvas.ddpm-sampler-xt'),
+    chainX0: editRoot.querySelector('canvas.ddpm-sampler-x0'),
+    chainXtCaption: editRoot.querySelector('.ddpm-sampler-xt-caption'),
+    label: editRoot.querySelector('.ddpm-sampler-chain-label'),
+  };
+
   function say(message) { ui.status.textContent = message; }
   function complain(message) {
     ui.error.textContent = message;
@@ -461,11 +527,46 @@
   // xs[S] = x_0) and x0s[k] the x0_hat computed from xs[k]; timesteps[k] the t of xs[k].
   let last = null;
   let stopRequested = false;
-  let noiseOverride = null;  // the test hook's noise for the next run
-  let running = false;
+  let noiseOverride = null;  // the test hook's noise for the next run (of either section)
+  let running = false;  // one run at a time, of either section: they share the networks
 
   // Symbols for the labels (HTML, from this file only): x_t, x_0 and x0_hat as the book writes them.
   const X_T = '<i>x</i><sub><i>t</i></sub>', X_0 = '<i>x</i><sub>0</sub>', X0_HAT = '<i>x̂</i><sub>0</sub>';
+
+  /**
+   * What position k of a run's chain shows (HTML): x_t and the x0_hat predicted from it.
+   * `start` says what x_t is before the first step.
+   */
+  function chainLabel(run, k, start) {
+    const S = run.plannedSteps;
+    if (k === 0) {
+      return `before the first step: ${X_T} at <i>t</i> = ${run.timesteps[0]}, ${start}, and the ${X0_HAT} predicted from it`;
+    } else if (k < run.steps) {
+      return `after step ${k} of ${S}: ${X_T} at <i>t</i> = ${run.timesteps[k]}, and the ${X0_HAT} predicted from it`;
+    } else if (!run.stopped) {
+      return `after the last step: the sample ${X_0}, which is the ${X0_HAT} of the last step`;
+    }
+    return `stopped after step ${k} of ${S}: ${X_T} at <i>t</i> = ${run.timesteps[k]}; no ${X0_HAT} was predicted from it`;
+  }
+
+  /** Mark a run as going on, or over: while one runs, neither section's button starts another. */
+  function setBusy(on) {
+    running = on;
+    ui.generate.disabled = on;
+    if (edit) edit.run.disabled = on;
+  }
+
+  /** Load the runtime and the networks (once), and say on the sampler's line what was loaded. */
+  async function networks(say) {
+    const firstLoad = !runtime;
+    const nets = await loadRuntime(say);
+    if (firstLoad) {
+      const where = nets.where === 'workers' ? `${nets.threads} worker${nets.threads > 1 ? 's' : ''}` : 'the page itself';
+      root.querySelector('.ddpm-sampler-loads').textContent = `Loaded ${megabytes(nets.bytes)} in `
+        + `${nets.seconds.toFixed(1)} s; the networks run in ${where}.`;
+    }
+    return nets;
+  }
 
   function showChain() {
     if (!last || last.steps === 0) { ui.chain.hidden = true; return; }
@@ -480,17 +581,7 @@
     putGrey(ui.xt.getContext('2d'), pixels(last.xs[k]), side, 0, 0);
     if (predicted) putGrey(ui.x0.getContext('2d'), pixels(predicted), side, 0, 0);
     else ui.x0.getContext('2d').clearRect(0, 0, side, side);
-    let label;
-    if (k === 0) {
-      label = `before the first step: ${X_T} at <i>t</i> = ${last.timesteps[0]}, pure noise, and the ${X0_HAT} predicted from it`;
-    } else if (!end) {
-      label = `after step ${k} of ${S}: ${X_T} at <i>t</i> = ${last.timesteps[k]}, and the ${X0_HAT} predicted from it`;
-    } else if (!last.stopped) {
-      label = `after the last step: the sample ${X_0}, which is the ${X0_HAT} of the last step`;
-    } else {
-      label = `stopped after step ${k} of ${S}: ${X_T} at <i>t</i> = ${last.timesteps[k]}; no ${X0_HAT} was predicted from it`;
-    }
-    ui.label.innerHTML = `Digit ${d + 1}, ${label}.`;
+    ui.label.innerHTML = `Digit ${d + 1}, ${chainLabel(last, k, 'pure noise')}.`;
     ui.xtCaption.innerHTML = end && !last.stopped ? X_0 : X_T;
     // The grid follows the slider: every digit's x0_hat at that step (where a stopped run ends, x_t).
     drawGrid(predicted || last.xs[k], last.count, side, d);
@@ -508,19 +599,12 @@
       say('');
       return;
     }
-    running = true;
+    setBusy(true);
     stopRequested = false;
-    ui.generate.disabled = true;
     ui.stop.disabled = false;
     ui.chain.hidden = true;  // the last run's chain comes back with this run's
     try {
-      const firstLoad = !runtime;
-      const nets = await loadRuntime(say);
-      if (firstLoad) {
-        const where = nets.where === 'workers' ? `${nets.threads} worker${nets.threads > 1 ? 's' : ''}` : 'the page itself';
-        root.querySelector('.ddpm-sampler-loads').textContent = `Loaded ${megabytes(nets.bytes)} in `
-          + `${nets.seconds.toFixed(1)} s; the networks run in ${where}.`;
-      }
+      const nets = await networks(say);
       const side = manifest.image_size, size = side * side * manifest.image_channels;
       const noiseArrays = noiseOverride;
       noiseOverride = null;
@@ -568,8 +652,7 @@
       complain(`Sampling failed: ${err.message}`);
       say('');
     } finally {
-      running = false;
-      ui.generate.disabled = false;
+      setBusy(false);
       ui.stop.disabled = true;
     }
   }
@@ -609,6 +692,253 @@
     ui.generate.disabled = false;
   }
 
+  // ------------------------------------------------------------------ draw a digit, noise it, denoise it
+
+  // The reader's drawing is kept as strokes, each a list of points [x, y] in the pad's own
+  // pixels. The image the model sees is drawn again from them, the way MNIST's digits were made:
+  // the ink's bounding box scaled so that its longer side fills 20 of 28 pixels, centred, and
+  // (ddpm_core.data) padded to 32 x 32. So a small or off-centre drawing gives the same image as
+  // a large, centred one, and its strokes are as thick as MNIST's.
+  const MNIST_FRAME = 32;  // the sizes below are in pixels of this frame; other image sizes scale them
+  const MNIST_BOX = 20;  // the digit's longer side, ink included
+  const BRUSH = 2.8;  // the width of a stroke: as much ink as MNIST digits have, on average
+  const FINE = 4;  // strokes are drawn 4 times finer, then averaged down: soft edges, as in MNIST
+  const EDIT_ETA = 0, EDIT_WEIGHT = 1.5;  // deterministic DDIM, guided as the sampler's default
+
+  let strokes = [];
+  let imageOverride = null;  // the test hook's x_0 for the next press, instead of the drawing
+  let lastEdit = null;
+  let editRuns = 0;  // how many presses of "Noise and denoise" have run to the end
+
+  function editSay(message) { edit.status.textContent = message; }
+  function editComplain(message) {
+    edit.error.textContent = message;
+    edit.error.hidden = !message;
+  }
+
+  /** Where a pointer (mouse, finger or pen) is, in the pad's own pixels. */
+  function padPoint(event) {
+    const rect = edit.pad.getBoundingClientRect();
+    return [(event.clientX - rect.left) * edit.pad.width / rect.width,
+      (event.clientY - rect.top) * edit.pad.height / rect.height];
+  }
+
+  /** Stroke every stroke on a 2D context, after mapping each point through `to`. */
+  function strokeAll(ctx, width, to) {
+    ctx.lineWidth = width;
+    ctx.lineCap = ctx.lineJoin = 'round';
+    ctx.strokeStyle = ctx.fillStyle = '#fff';
+    for (const stroke of strokes) {
+      const points = stroke.map(to);
+      ctx.beginPath();
+      if (points.length === 1) {  // a dot
+        ctx.arc(points[0][0], points[0][1], width / 2, 0, 2 * Math.PI);
+        ctx.fill();
+        continue;
+      }
+      ctx.moveTo(points[0][0], points[0][1]);
+      for (const [x, y] of points.slice(1)) ctx.lineTo(x, y);
+      ctx.stroke();
+    }
+  }
+
+  /** The pad: white strokes on black, as the model's images are (1 is ink, -1 background). */
+  function paintPad() {
+    const ctx = edit.pad.getContext('2d');
+    ctx.fillStyle = '#000';
+    ctx.fillRect(0, 0, edit.pad.width, edit.pad.height);
+    // As thick as the model's strokes for a digit three quarters of the pad's height.
+    const width = BRUSH * (0.75 * edit.pad.height) / (MNIST_BOX - BRUSH);
+    strokeAll(ctx, width, (p) => p);
+  }
+
+  /**
+   * The drawing as the model's x_0: `side` x `side` values in [-1, 1] per channel (-1 is the
+   * background, 1 full ink), from the strokes as MNIST's digits were made; null if nothing is drawn.
+   */
+  function drawingToImage(side, channels) {
+    const points = strokes.flat();
+    if (points.length === 0) return null;
+    const xs = points.map((p) => p[0]), ys = points.map((p) => p[1]);
+    const left = Math.min(...xs), right = Math.max(...xs), top = Math.min(...ys), bottom = Math.max(...ys);
+    const unit = FINE * side / MNIST_FRAME;  // pixels of the fine canvas per pixel of the 32 x 32 frame
+    // The strokes' centre lines fill MNIST_BOX - BRUSH, so that with the ink they fill MNIST_BOX.
+    const scale = unit * (MNIST_BOX - BRUSH) / Math.max(right - left, bottom - top, 1);
+    const middle = FINE * side / 2;
+    const to = ([x, y]) => [middle + (x - (left + right) / 2) * scale, middle + (y - (top + bottom) / 2) * scale];
+    const fine = document.createElement('canvas');
+    fine.width = fine.height = FINE * side;
+    const ctx = fine.getContext('2d');
+    ctx.fillStyle = '#000';
+    ctx.fillRect(0, 0, fine.width, fine.height);
+    strokeAll(ctx, BRUSH * unit, to);
+    // Average each FINE x FINE block: the grey level g in [0, 1], then x = 2 g - 1.
+    const red = ctx.getImageData(0, 0, fine.width, fine.height).data;
+    const image = new Float32Array(channels * side * side);
+    for (let row = 0; row < side; row++) {
+      for (let col = 0; col < side; col++) {
+        let sum = 0;
+        for (let i = 0; i < FINE; i++) {
+          for (let j = 0; j < FINE; j++) sum += red[4 * ((row * FINE + i) * fine.width + col * FINE + j)];
+        }
+        const x = 2 * sum / (255 * FINE * FINE) - 1;
+        for (let c = 0; c < channels; c++) image[(c * side + row) * side + col] = x;
+      }
+    }
+    return image;
+  }
+
+  /** One image (the first of a batch) on a canvas, or black where there is none. */
+  function showImage(canvas, values) {
+    const side = files().manifest.image_size;
+    if (values) putGrey(canvas.getContext('2d'), toGrey(values, 0, side * side), side, 0, 0);
+    else putGrey(canvas.getContext('2d'), new Uint8ClampedArray(side * side), side, 0, 0);
+  }
+
+  /** After each stroke, x_0: the drawing as the model will see it. */
+  function showDrawing() {
+    const manifest = files().manifest;
+    showImage(edit.x0, drawingToImage(manifest.image_size, manifest.image_channels));
+  }
+
+  /** The denoising chain at the slider's position: x_t beside the x0_hat predicted from it. */
+  function showEditChain() {
+    const run = lastEdit;
+    if (!run) { edit.chain.hidden = true; return; }
+    edit.chain.hidden = false;
+    const side = files().manifest.image_size;
+    const k = Number(edit.slider.value), end = k === run.steps;
+    const predicted = end ? run.x0s[k - 1] : run.x0s[k];  // after the last step: x_0 itself
+    putGrey(edit.chainXt.getContext('2d'), run.xs[k].subarray(0, side * side), side, 0, 0);
+    putGrey(edit.chainX0.getContext('2d'), predicted.subarray(0, side * side), side, 0, 0);
+    edit.chainXtCaption.innerHTML = end ? X_0 : X_T;
+    const label = chainLabel(run, k, 'the noised drawing');
+    edit.label.innerHTML = `${label[0].toUpperCase()}${label.slice(1)}.`;
+  }
+
+  /**
+   * "Noise and denoise": x_t from the drawing x_0 in one step, eq-forward-closed-form, then the
+   * DDIM loop from t down to 0 over ddimTimesteps(t, steps) (SDEdit). The seed gives eps (and the
+   * z of each step, multiplied by sigma = 0 since eta = 0).
+   */
+  async function noiseAndDenoise() {
+    if (running) return;
+    editComplain('');
+    const manifest = files().manifest;
+    let controls;
+    try {
+      controls = readEditControls(manifest.T);
+    } catch (err) {
+      editComplain(err.message);
+      editSay('');
+      return;
+    }
+    const x0 = imageOverride || drawingToImage(manifest.image_size, manifest.image_channels);
+    if (!x0) {
+      editComplain('Draw a digit in the box first: it is empty, so there is nothing to noise.');
+      editSay('');
+      return;
+    }
+    imageOverride = null;
+    setBusy(true);
+    edit.chain.hidden = true;
+    try {
+      const nets = await networks(editSay);
+      const size = manifest.image_channels * manifest.image_size ** 2, count = x0.length / size;
+      const noise = noiseOverride ? givenNoise(noiseOverride) : seededNormals(controls.seed);
+      noiseOverride = null;
+      const xt = qSample(manifest.alphas_cumprod, x0, controls.t, noise(x0.length));  // eq-forward-closed-form
+      const timesteps = ddimTimesteps(controls.t, controls.steps);
+      const run = {
+        ...controls, count, plannedSteps: controls.steps, steps: 0, stopped: false, timesteps: timesteps.concat([0]),
+        x0, xt, xs: [toGrey(xt, 0, xt.length)], x0s: [], samples: null,
+      };
+      showImage(edit.x0, x0);
+      showImage(edit.xt, xt);
+      showImage(edit.result, null);
+      edit.xtCaption.innerHTML = `${X_T}, <i>t</i> = ${controls.t}`;
+      edit.resultCaption.innerHTML = `${X0_HAT} after step 0 of ${controls.steps}`;
+      const start = performance.now();
+      const result = await ddimLoop(nets, xt, timesteps, {
+        count, eta: EDIT_ETA, weight: EDIT_WEIGHT, noise,
+        onStep: async ({k, t, x, x0: predicted}) => {
+          run.x0s.push(toGrey(predicted, 0, predicted.length));
+          run.xs.push(toGrey(x, 0, x.length));
+          run.steps = k + 1;
+          showImage(edit.result, predicted);
+          edit.resultCaption.innerHTML = `${X0_HAT} after step ${k + 1} of ${controls.steps}`;
+          editSay(`Step ${k + 1} of ${controls.steps} (t = ${t}).`);
+          await new Promise((resolve) => setTimeout(resolve, 0));  // let the page draw
+        },
+      });
+      run.samples = result.x;
+      run.seconds = (performance.now() - start) / 1000;
+      lastEdit = run;
+      run.number = ++editRuns;
+      showImage(edit.result, result.x);
+      edit.resultCaption.innerHTML = `denoised ${X_0}`;
+      editSay(`Noised to t = ${controls.t} and denoised in ${controls.steps} steps: `
+        + `${2 * controls.steps} network calls in ${run.seconds.toFixed(1)} s.`);
+      edit.slider.max = String(run.steps);
+      edit.slider.value = String(run.steps);
+      showEditChain();
+    } catch (err) {
+      editComplain(`Denoising failed: ${err.message}`);
+      editSay('');
+    } finally {
+      setBusy(false);
+    }
+  }
+
+  /**
+   * Pointer events: mouse, finger and pen alike. The pad follows one pointer at a time, from press
+   * to release; a finger draws instead of scrolling the page (touch-action: none, in the page's CSS).
+   */
+  function listenToPad() {
+    let pointer = null;
+    edit.pad.addEventListener('pointerdown', (event) => {
+      if (pointer !== null) return;
+      event.preventDefault();
+      pointer = event.pointerId;
+      edit.pad.setPointerCapture(pointer);
+      strokes.push([padPoint(event)]);
+      paintPad();
+    });
+    edit.pad.addEventListener('pointermove', (event) => {
+      if (event.pointerId !== pointer) return;
+      event.preventDefault();
+      strokes[strokes.length - 1].push(padPoint(event));
+      paintPad();
+    });
+    const end = (event) => {
+      if (event.pointerId !== pointer) return;
+      pointer = null;
+      showDrawing();
+    };
+    edit.pad.addEventListener('pointerup', end);
+    edit.pad.addEventListener('pointercancel', end);
+  }
+
+  if (edit) {
+    const T = files().manifest.T;
+    edit.form.elements.t.max = String(T);
+    editRoot.querySelector('.ddpm-sampler-T').textContent = String(T);
+    paintPad();
+    showDrawing();
+    showImage(edit.xt, null);
+    showImage(edit.result, null);
+    listenToPad();
+    edit.clear.addEventListener('click', () => {
+      strokes = [];
+      paintPad();
+      showDrawing();
+      editComplain('');
+    });
+    edit.form.addEventListener('submit', (event) => { event.preventDefault(); noiseAndDenoise(); });
+    edit.slider.addEventListener('input', showEditChain);
+    edit.run.disabled = false;
+  }
+
   // ------------------------------------------------------------------ the hook for tests and benchmarks
 
   globalThis.ddpmSampler = {
@@ -624,8 +954,24 @@
       const size = files().manifest.image_size ** 2 * files().manifest.image_channels;
       return Array.from((await nets.eps([which], Float32Array.from(x), t, x.length / size))[which]);
     },
-    /** The next press of Generate takes x_T and then each step's z from these arrays (each count * 1024). */
+    /**
+     * The next press of Generate takes x_T and then each step's z from these arrays (each
+     * count * 1024); or the next press of "Noise and denoise" takes eps, then each step's z.
+     */
     useNoise: (arrays) => { noiseOverride = arrays.map((a) => Float32Array.from(a)); },
+    /** The next press of "Noise and denoise" noises this x_0 (count * 1024 numbers in [-1, 1]), not the drawing. */
+    useImage: (x0) => { imageOverride = Float32Array.from(x0); },
+    /** The drawing as the model sees it (1024 numbers), or null where nothing is drawn. */
+    drawing: () => {
+      const image = drawingToImage(files().manifest.image_size, files().manifest.image_channels);
+      return image && Array.from(image);
+    },
+    /** The last "Noise and denoise" (number: how many have run): its settings, x_0, x_t and the denoised x_0. */
+    lastEdit: () => lastEdit && {
+      number: lastEdit.number, t: lastEdit.t, steps: lastEdit.steps, seed: lastEdit.seed, count: lastEdit.count,
+      timesteps: lastEdit.timesteps, seconds: lastEdit.seconds,
+      x0: Array.from(lastEdit.x0), xt: Array.from(lastEdit.xt), samples: Array.from(lastEdit.samples),
+    },
     /** Whether a run is going on. */
     running: () => running,
     /** The last finished (or stopped) run: its settings, x_0 and timings. */
