@@ -26,6 +26,7 @@ import torch
 from .ddim import ddim_mean_variance
 from .forward import q_sample
 from .losses import simple_loss
+from .parameterizations import v_from_eps
 from .posterior import q_posterior_mean_variance
 from .reverse import p_sample
 from .schedules import NoiseSchedule
@@ -247,6 +248,28 @@ def check_data_parallel_gradient(fn: Callable) -> None:
 
 # --------------------------------------------------------------------------------------
 # What the checks share
+def check_v_from_eps(fn: Callable) -> None:
+    """Check ``fn(schedule, x_t, t, eps) -> v``, the velocity {eq}`eq-v-definition` implied by a noise prediction.
+
+    Against :func:`ddpm_core.parameterizations.v_from_eps` on 5 random batches, one of them with
+    t = 1 (float64, tolerance 1e-6).
+
+    Args:
+        fn: the learner's function; ``t`` is a long tensor of shape (B,) in 1..T.
+    """
+    _require_function(fn)
+    schedule = NoiseSchedule.linear(1000)
+
+    def case(seed: int) -> tuple[tuple, str, torch.Tensor]:
+        g = torch.Generator().manual_seed(seed)
+        x_t, t, eps = _images(g), _timesteps(g, schedule.T, first=1 if seed == 0 else None), _images(g)
+        return (schedule, x_t, t, eps), _where_t(t), v_from_eps(schedule, x_t, t, eps)
+
+    _check(fn, "v_from_eps", "ddpm_core.parameterizations.v_from_eps", case,
+           "first x0_hat = (x_t - sqrt(1 - alphabar_t) eps) / sqrt(alphabar_t), then "
+           "v = sqrt(alphabar_t) eps - sqrt(1 - alphabar_t) x0_hat; mind the minus sign.", parts=("v",))
+
+
 # --------------------------------------------------------------------------------------
 
 

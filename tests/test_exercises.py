@@ -86,6 +86,12 @@ def data_parallel_sum(loss_fn, w, batch, world_size):
     return data_parallel_library(loss_fn, w, batch, world_size) * world_size
 
 
+def v_wrong_sign(schedule, x_t, t, eps):
+    """Adds sqrt(1 - alphabar_t) x0_hat instead of subtracting it."""
+    abar = schedule.alphas_cumprod[t].reshape(-1, 1, 1, 1)
+    return abar.sqrt() * eps + (1 - abar).sqrt() * dc.predict_x0_from_eps(schedule, x_t, t, eps)
+
+
 def not_written(*args):
     """# Your code here"""
     raise NotImplementedError("write the body")
@@ -103,6 +109,7 @@ CHECKS = {  # check: (the library's function, a wrong one)
     exercises.check_sinusoidal_embedding: (dc.sinusoidal_embedding, embedding_cos_first),
     exercises.check_ddim_step: (ddim_library, ddim_wrong_prev),
     exercises.check_data_parallel_gradient: (data_parallel_library, data_parallel_sum),
+    exercises.check_v_from_eps: (dc.v_from_eps, v_wrong_sign),
 }
 IDS = [check.__name__ for check in CHECKS]
 
