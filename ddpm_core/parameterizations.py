@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import torch
 
-from .posterior import _predict_x0_from_eps
+from .posterior import predict_x0_from_eps
 from .schedules import NoiseSchedule, extract
 from .validation import check_floating, check_same_shape, check_timesteps
 
@@ -63,7 +63,7 @@ def v_from_eps(schedule: NoiseSchedule, x_t: torch.Tensor, t: torch.Tensor | int
         v, same shape as ``x_t``.
     """
     t = _checked(schedule, "x_t", x_t, "eps", eps, t)
-    x0 = _predict_x0_from_eps(schedule, x_t, t, eps)
+    x0 = predict_x0_from_eps(schedule, x_t, t, eps)
     a, s = extract(schedule.sqrt_alphas_cumprod, t, x_t), extract(schedule.sqrt_one_minus_alphas_cumprod, t, x_t)
     return a * eps - s * x0
 
