@@ -246,8 +246,6 @@ def check_data_parallel_gradient(fn: Callable) -> None:
            parts=("gradient",), verb="equals")
 
 
-# --------------------------------------------------------------------------------------
-# What the checks share
 def check_v_from_eps(fn: Callable) -> None:
     """Check ``fn(schedule, x_t, t, eps) -> v``, the velocity {eq}`eq-v-definition` implied by a noise prediction.
 
@@ -270,6 +268,8 @@ def check_v_from_eps(fn: Callable) -> None:
            "v = sqrt(alphabar_t) eps - sqrt(1 - alphabar_t) x0_hat; mind the minus sign.", parts=("v",))
 
 
+# --------------------------------------------------------------------------------------
+# What the checks share
 # --------------------------------------------------------------------------------------
 
 
