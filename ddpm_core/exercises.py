@@ -107,7 +107,7 @@ def check_q_posterior_mean_variance(fn: Callable) -> None:
 
 
 def check_p_sample(fn: Callable) -> None:
-    """Check ``fn(schedule, model, x_t, t, z) -> x_{t-1}``, one step of Algorithm 2.
+    """Check ``fn(schedule, model, x_t, t, z)``, which returns x_{t-1}: one step of Algorithm 2.
 
     Eq. {eq}`eq-sampling-step` with sigma_t^2 = beta_t, against
     :func:`ddpm_core.reverse.p_sample` (``variance="beta"``, ``clip_x0=False``, its z drawn
