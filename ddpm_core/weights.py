@@ -32,6 +32,7 @@ from .unet import UNet, UNetConfig
 ASSETS = Path(__file__).parent / "assets"
 PRETRAINED = ASSETS / "mnist_ddpm.safetensors"
 PRETRAINED_GUIDE = ASSETS / "mnist_ddpm_guide.safetensors"  # its run's first checkpoint (ddpm_core.guidance)
+PRETRAINED_CONDITIONAL = ASSETS / "mnist_ddpm_conditional.safetensors"  # class-conditional, label dropout
 STORAGE_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 
 

@@ -28,7 +28,7 @@ RESULTS = BENCHMARKS / "results"
 README = (BENCHMARKS / "README.md").read_text(encoding="utf-8")
 BOOK_HTML = BENCHMARKS.parent / "_build" / "html"
 SCRIPTS = ("throughput.py", "time_to_quality.py", "fd_noise.py", "sampling_cost.py", "gpu_check.py", "page_weight.py",
-           "data_loading.py", "explorers.py", "browser_sampler.py")
+           "data_loading.py", "explorers.py", "browser_sampler.py", "guidance_weight.py")
 
 sys.path.insert(0, str(BENCHMARKS))  # the scripts import benchmarks/machine.py as `machine`
 import gpu_check  # noqa: E402
@@ -64,6 +64,7 @@ def test_gpu_run_sh_parses():
     ("time_to_quality.py", ("--score-shipped",)),
     ("fd_noise.py", ("--sample-seeds", "1")),
     ("sampling_cost.py", ("--batches", "1")),
+    ("guidance_weight.py", ("--per-class", "5")),
 ])
 def test_other_settings_cannot_overwrite_the_recorded_result(script, args):
     """Only a script's default configuration writes its file in results/; anything else needs --out."""
@@ -160,7 +161,7 @@ def named_in_readme(name: str) -> bool:
 
 
 def test_results_hold_the_current_results_only():
-    assert sum(name.endswith(".json") for name in RESULT_FILES) == 27
+    assert sum(name.endswith(".json") for name in RESULT_FILES) == 28
     unnamed = [name for name in RESULT_FILES if not named_in_readme(name)]
     assert not unnamed, f"result files the README does not name: {unnamed}"
 
