@@ -529,6 +529,7 @@
   let stopRequested = false;
   let noiseOverride = null;  // the test hook's noise for the next run (of either section)
   let running = false;  // one run at a time, of either section: they share the networks
+  let sampleRuns = 0;  // how many presses of Generate have run to the end (or to Stop)
 
   // Symbols for the labels (HTML, from this file only): x_t, x_0 and x0_hat as the book writes them.
   const X_T = '<i>x</i><sub><i>t</i></sub>', X_0 = '<i>x</i><sub>0</sub>', X0_HAT = '<i>x̂</i><sub>0</sub>';
@@ -639,6 +640,7 @@
       run.seconds = (performance.now() - start) / 1000;
       run.stopped = result.stopped;
       run.samples = result.x;
+      run.number = ++sampleRuns;
       last = run;
       const done = result.stopped ? `Stopped after step ${result.steps} of ${controls.steps}` :
         `${count} digits in ${controls.steps} steps`;
@@ -974,9 +976,9 @@
     },
     /** Whether a run is going on. */
     running: () => running,
-    /** The last finished (or stopped) run: its settings, x_0 and timings. */
+    /** The last finished (or stopped) run (number: how many have run): its settings, x_0 and timings. */
     lastRun: () => last && {
-      seed: last.seed, steps: last.steps, plannedSteps: last.plannedSteps, eta: last.eta, weight: last.weight,
+      number: last.number, seed: last.seed, steps: last.steps, plannedSteps: last.plannedSteps, eta: last.eta, weight: last.weight,
       count: last.count, stopped: last.stopped, seconds: last.seconds, calls: last.steps * (last.weight === 1 ? 1 : 2),
       loadSeconds: last.loadSeconds, bytes: last.bytes, samples: Array.from(last.samples),
     },
