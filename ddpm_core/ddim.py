@@ -13,6 +13,9 @@ beta-tilde_t and the step is exactly DDPM's ancestral step with variance beta-ti
 
 Timestep convention: the paper's t = 1..T; alphabar_0 = 1 stands for x_0 (schedule entry 0).
 
+:func:`ddim_sample_loop` can also start at a t < T from a given x_t, such as a digit noised by
+q_sample: denoising it is SDEdit (Meng et al., 2022), "noise my digit to t and denoise it".
+
 As in :mod:`ddpm_core.reverse`, :func:`ddim_sample_loop` checks its arguments before the loop
 and calls the unchecked step ``_ddim_mean_variance`` inside it.
 """
@@ -149,8 +152,9 @@ def ddim_sample_loop(
     device: torch.device | str | None = None,
     return_intermediates: bool = False,
     x_T: torch.Tensor | None = None,
+    start_t: int | None = None,
 ) -> torch.Tensor | tuple[torch.Tensor, list[torch.Tensor]]:
-    """DDIM sampling over :func:`ddim_timesteps` (T, num_steps), eq. {eq}`eq-ddim-step`.
+    """DDIM sampling over :func:`ddim_timesteps` (T, num_steps), or (start_t, num_steps), eq. {eq}`eq-ddim-step`.
 
     Random numbers are drawn in the same order as :func:`ddpm_core.reverse.p_sample_loop`
     (x_T, then one z per step, even when it is multiplied by 0). So with ``eta=1``,
@@ -158,22 +162,32 @@ def ddim_sample_loop(
     same images as ``p_sample_loop(..., variance="beta_tilde")`` (not its default
     ``variance="beta"``).
 
+    With ``start_t`` the chain starts at that t instead of T (SDEdit, Meng et al., 2022): the
+    steps are :func:`ddim_timesteps` (start_t, num_steps), from start_t down to 1 and then to
+    x_0, and ``x_T`` is the given x at start_t, e.g. ``q_sample(schedule, x_0, start_t)``
+    of a digit to be denoised; no x_T is drawn then, only one z per step.
+
     Args:
         schedule: the noise schedule.
         model: callable ``model(x_t, t) -> eps_hat`` with t in 1..T.
         shape: shape of the batch to generate, (B, C, H, W) for images.
-        num_steps: number of model evaluations, in 1..T.
+        num_steps: number of model evaluations, in 1..T (in 1..start_t with ``start_t``).
         eta: noise level, >= 0 (0: deterministic).
         clip_x0: clip x0_hat to [-1, 1] at every step.
-        generator: random generator for x_T and every z (on ``device``).
+        generator: random generator for x_T (when drawn here) and every z (on ``device``).
         device: where to sample; defaults to the generator's device, else the CPU.
-        return_intermediates: also return the chain [x_T, ..., x_0] (num_steps + 1 tensors, CPU).
-        x_T: start from this tensor instead of fresh noise.
+        return_intermediates: also return the chain [x_T, ..., x_0] (num_steps + 1 tensors, CPU);
+            with ``start_t``, [x_{start_t}, ..., x_0].
+        x_T: start from this tensor instead of fresh noise (required with ``start_t``: x at start_t).
+        start_t: the t of the first step, in 1..T; None (the default) is T.
 
     Returns:
         x_0 of shape ``shape``; with ``return_intermediates``, also the chain.
     """
-    timesteps = ddim_timesteps(schedule.T, num_steps)
+    first = schedule.T if start_t is None else check_int("start_t", start_t, 1, schedule.T)
+    if start_t is not None and x_T is None:
+        raise ValueError(f"start_t = {start_t} needs x_T, the x at t = {start_t} to denoise (e.g. from q_sample)")
+    timesteps = ddim_timesteps(first, num_steps)
     eta = check_number("eta", eta, low=0)
     x = initial_noise(shape, generator=generator, device=device, x_T=x_T)
     schedule = schedule.to(x.device)  # once, instead of copying alphabar at every step

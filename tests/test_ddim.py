@@ -1,5 +1,5 @@
 """DDIM: the eta = 1, full-sequence step is DDPM's step with variance beta-tilde; exact
-recovery of a point mass; the subsequence; argument checks.
+recovery of a point mass; the subsequence; starting at a t < T (SDEdit); argument checks.
 
 Timestep convention: the paper's t = 1..T; alphabar_0 = 1 stands for x_0.
 """
@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from ddpm_core.ddim import ddim_mean_variance, ddim_sample_loop, ddim_timesteps
+from ddpm_core.forward import q_sample
 from ddpm_core.reverse import p_mean_variance, p_sample_loop
 from ddpm_core.schedules import NoiseSchedule
 from ddpm_core.unet import UNet, UNetConfig
@@ -191,3 +192,74 @@ def test_timesteps_are_the_nearest_integers_to_the_even_grid():
         for i, s in enumerate(ddim_timesteps(T, n)):
             assert abs(s - (T - i * (T - 1) / (n - 1))) <= 0.5, (T, n, i, s)
     assert ddim_timesteps(1000, 50)[:3] == [1000, 980, 959]
+
+
+# ----------------------------------------------------------------------------- from a t < T (SDEdit)
+
+
+def smooth_model(x, t):  # a smooth stand-in for eps_theta that depends on t
+    return torch.tanh(0.7 * x + t[:, None, None, None] / 50)
+
+
+def test_start_t_is_the_step_written_out_over_ddim_timesteps_of_start_t():
+    """From a given x_t, the loop is ddim_mean_variance stepped over ddim_timesteps(start_t, N) with
+    one z per step from the generator (no x_T is drawn), and the chain is [x_t, ..., x_0]."""
+    schedule = NoiseSchedule.linear(50)
+    x_t = torch.randn(3, 1, 4, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    out, chain = ddim_sample_loop(schedule, smooth_model, x_t.shape, 4, eta=0.5, x_T=x_t, start_t=20,
+                                  generator=torch.Generator().manual_seed(1), return_intermediates=True)
+    timesteps = ddim_timesteps(20, 4)
+    assert timesteps == [20, 14, 7, 1]
+    g, x, expected = torch.Generator().manual_seed(1), x_t, [x_t]
+    for t, s in zip(timesteps, timesteps[1:] + [0]):
+        step = ddim_mean_variance(schedule, smooth_model, x, t, s, eta=0.5)
+        x = step.mean + step.variance.sqrt() * torch.randn(x.shape, generator=g, dtype=x.dtype)
+        expected.append(x)
+    assert torch.equal(out, x)
+    assert len(chain) == 5 and all(torch.equal(a, b) for a, b in zip(chain, expected))
+
+
+def test_start_t_equal_to_T_is_the_default_loop():
+    schedule = NoiseSchedule.linear(30)
+    x_T = torch.randn(2, 1, 4, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    runs = [ddim_sample_loop(schedule, smooth_model, x_T.shape, 7, eta=1.0, x_T=x_T, start_t=start_t,
+                             generator=torch.Generator().manual_seed(1)) for start_t in (None, 30, 29)]
+    assert torch.equal(runs[0], runs[1])
+    assert not torch.allclose(runs[0], runs[2])  # start_t is used
+
+
+@pytest.mark.parametrize("start_t", [1, 10, 37])
+def test_a_noised_point_mass_is_denoised_exactly(start_t):
+    """SDEdit of the one image the data hold: q_sample it to start_t, and the optimal eps_theta
+    brings every DDIM run back to it."""
+    schedule = NoiseSchedule.linear(50)
+    x0_star = torch.rand(1, 1, 5, 5, dtype=torch.float64, generator=torch.Generator().manual_seed(3)) * 2 - 1
+    abar = schedule.alphas_cumprod
+
+    def oracle(x, t):
+        a = abar[t].reshape(-1, 1, 1, 1)
+        return (x - a.sqrt() * x0_star) / (1 - a).sqrt()
+
+    shape = (4, 1, 5, 5)
+    x_t = q_sample(schedule, x0_star.expand(shape), start_t, generator=torch.Generator().manual_seed(4))
+    out = ddim_sample_loop(schedule, oracle, shape, min(5, start_t), eta=0.5, x_T=x_t, start_t=start_t,
+                           generator=torch.Generator().manual_seed(5))
+    torch.testing.assert_close(out, x0_star.expand(shape), rtol=0, atol=1e-10)
+
+
+@pytest.mark.parametrize("start_t, num_steps, message", [
+    (0, 1, "start_t must be an integer in 1..10, got 0"),
+    (11, 1, "start_t must be an integer in 1..10, got 11"),
+    (5.0, 1, "start_t must be an integer in 1..10, got 5.0"),
+    (True, 1, "start_t must be an integer in 1..10, got True"),
+    (5, 6, "num_steps must be an integer in 1..5, got 6"),
+])
+def test_rejects_bad_start_t(start_t, num_steps, message):
+    schedule = NoiseSchedule.linear(10)
+    with pytest.raises(ValueError, match=message):
+        ddim_sample_loop(schedule, lambda x, t: x, (1, 1, 2, 2), num_steps, x_T=torch.zeros(1, 1, 2, 2), start_t=start_t)
+
+
+def test_start_t_needs_x_T():
+    with pytest.raises(ValueError, match="start_t = 5 needs x_T, the x at t = 5"):
+        ddim_sample_loop(NoiseSchedule.linear(10), lambda x, t: x, (1, 1, 2, 2), 5, start_t=5)

@@ -3,14 +3,16 @@ named, the static stand-ins are drawn, and every view works in a real kernel.
 
 The compute functions are checked against the library by an independent route where there is
 one (the posterior mean from its two coefficients; the sampler's images from the library's own
-loop with the same seed). The last test starts an IPython kernel with jupyter_client, builds
-each explorer there, sets its controls from code, and reads back what the widgets hold (the
-picture's PNG bytes, the error line, the progress bar) and the widget messages the kernel sent,
-those of the sampler's thread among them.
+loop with the same seed; a digit noised and denoised from q_sample and the DDIM step written
+out). The last test starts an IPython kernel with jupyter_client, builds each explorer there,
+sets its controls from code, and reads back what the widgets hold (the picture's PNG bytes, the
+error line, the progress bar) and the widget messages the kernel sent, those of the sampler's
+thread among them.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -31,6 +33,7 @@ from ddpm_core import (
     q_sample,
 )
 from ddpm_core.data import load_mnist_5k
+from ddpm_core.ddim import ddim_mean_variance
 from ddpm_core.explorers import (
     SamplerSettings,
     SamplingStopped,
@@ -216,6 +219,66 @@ def test_bad_sampler_settings_are_named(settings, message):
         sample_chain(toy_model, NoiseSchedule.linear(30), settings)
 
 
+# ----------------------------------------------------------------------------- sampler: noise my digit, denoise it
+
+
+@torch.no_grad()
+def sdedit_by_hand(schedule, net, x0, settings):
+    """count copies of x_0, each q_sample'd to start_t with an eps drawn first from the seed's
+    generator, then the DDIM step of ddim_mean_variance over ddim_timesteps(start_t, N), one z a step."""
+    g = torch.Generator().manual_seed(settings.seed)
+    copies = x0.float().expand(settings.count, -1, -1, -1)  # (count, 1, 32, 32)
+    x = x_t = q_sample(schedule, copies, settings.start_t, torch.randn(copies.shape, generator=g))
+    timesteps = ddim_timesteps(settings.start_t, settings.num_steps)
+    for t, s in zip(timesteps, timesteps[1:] + [0]):
+        step = ddim_mean_variance(schedule, net, x, t, s, eta=settings.eta)
+        x = step.mean + step.variance.sqrt() * torch.randn(x.shape, generator=g)
+    return x_t, x
+
+
+def test_a_noised_digit_denoised_is_q_sample_then_ddim_from_t(one_thread):
+    from ddpm_core.explorers.sampler import shipped_networks
+
+    model, schedule, guide = shipped_networks()
+    settings = SamplerSettings(num_steps=4, eta=1.0, guidance=1.5, seed=3, count=3, start_t=300)
+    x0 = held_out_digit(5)
+    result = sample_chain(model, schedule, settings, guide, x0=x0)
+    x_t, expected = sdedit_by_hand(schedule, Autoguided(model, guide, 1.5), x0, settings)
+    assert torch.equal(result.chain[0], x_t) and torch.equal(result.images, expected)
+    assert result.timesteps == [300, 200, 101, 1, 0] and len(result.chain) == 5
+    assert not torch.equal(x_t[0], x_t[1])  # each copy has its own eps
+
+
+def test_a_digit_noised_a_little_comes_back_and_noised_to_T_does_not(one_thread):
+    from ddpm_core.explorers.sampler import shipped_networks
+
+    model, schedule, _ = shipped_networks()
+    x0 = held_out_digit(5)
+    distance = {t: float((sample_chain(model, schedule, SamplerSettings(num_steps=10, eta=0.0, guidance=1.0,
+                                                                         count=4, start_t=t), x0=x0).images
+                          - x0.float()).abs().mean()) for t in (100, 1000)}
+    assert distance[100] < 0.5 * distance[1000]
+
+
+DIGIT = torch.zeros(1, 1, 32, 32)
+
+
+@pytest.mark.parametrize("settings, x0, message", [
+    (SamplerSettings(start_t=0, num_steps=1), DIGIT, "start_t must be an integer in 1..30, got 0"),
+    (SamplerSettings(start_t=31, num_steps=1), DIGIT, "start_t must be an integer in 1..30, got 31"),
+    (SamplerSettings(start_t=5, num_steps=6), DIGIT, "num_steps must be an integer in 1..5, got 6"),
+    (SamplerSettings(start_t=5, sampler="ddpm"), DIGIT, "a digit noised to start_t needs the DDIM sampler"),
+    (SamplerSettings(start_t=5, num_steps=5), None, "start_t = 5 needs x0, the digit to noise and denoise"),
+    (SamplerSettings(num_steps=5), DIGIT, "x0 is noised and denoised only with a start_t"),
+    (SamplerSettings(start_t=5, num_steps=5), torch.zeros(2, 1, 32, 32),
+     "x0 must be one digit of shape (1, 1, 32, 32), got (2, 1, 32, 32)"),
+])
+def test_bad_digit_starts_are_named(settings, x0, message):
+    settings = dataclasses.replace(settings, guidance=1.0)
+    with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        sample_chain(toy_model, NoiseSchedule.linear(30), settings, x0=x0)
+
+
 # ----------------------------------------------------------------------------- 2-D toy
 
 
@@ -363,6 +426,29 @@ r["sampler"]["stopped"] = (s.status.value, s.progress.value)
 s.seed.value = -1
 r["sampler"]["seed"] = s.error.value
 
+# Noise my drawing to t = 300 and denoise it. Drawing starts no run; the other controls are
+# refused while the seed is -1, and the run starts when it is 0 again.
+from ddpm_core.explorers.sampler import chain_png, sample_chain
+for row in range(3, 12):
+    s.squares[row][7].value = True  # a 1
+s.sampler.value = "ddim"
+s.t.value = 300
+s.start.value = "drawing"
+before = s.image.value
+s.seed.value = 0
+s.wait()
+again = sample_chain(s.model, s.schedule, s.settings(), s.guide, x0=s.x0())
+r["sdedit"] = {"error": s.error.value, "changed": s.image.value != before, "status": s.status.value,
+               "same": s.image.value == chain_png(again, 5), "x0": png(s.x0_image.value),
+               "chain": s.step.max, "end": s.step_label.value, "pad": s.drawing.layout.display}
+s.step.value = 0
+r["sdedit"]["start"] = s.step_label.value
+s.t.value = 3  # N = 5 steps from t = 3
+r["sdedit"]["steps"] = s.error.value
+s.clear.click()
+s.t.value = 300
+r["sdedit"]["empty"] = s.error.value
+
 toy = ToyExplorer()
 toy.T.value = 50
 first = toy.image.value
@@ -437,6 +523,14 @@ def test_every_explorer_works_in_a_kernel():
     # The sampling thread's updates reached the frontend's channel: the progress bar and the picture.
     assert sum("value" in keys for keys in updates_of(messages, sampler["progress_id"])) >= 5
     assert sum("value" in keys for keys in updates_of(messages, sampler["image_id"])) >= 2
+
+    sdedit = r["sdedit"]  # the drawing, noised to t = 300 and denoised in 5 DDIM steps
+    assert sdedit["error"] == "" and sdedit["changed"] and sdedit["same"] and sdedit["x0"]
+    assert sdedit["status"].startswith("4 digits in ") and "from x_t, t = 300: DDIM, 5 steps" in sdedit["status"]
+    assert sdedit["status"].endswith("from x_300 to x_0") and sdedit["pad"] is None
+    assert (sdedit["chain"], sdedit["start"], sdedit["end"]) == (5, "t = 300", "t = 0")
+    assert sdedit["steps"] == red + "num_steps must be an integer in 1..3, got 5</span>"
+    assert sdedit["empty"] == red + "the drawing is empty: click some squares to draw a digit</span>"
 
     toy = r["toy"]
     assert toy["png"] and "component 1 ('1, 2, 3') must be four numbers" in toy["bad"].replace("&#x27;", "'")

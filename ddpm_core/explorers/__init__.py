@@ -24,8 +24,11 @@ explorer (live)                        stand-in (static)                  chapte
 :func:`training_dashboard`             ``TrainingDashboard.scrubber()``   7
 =====================================  =================================  ========
 
-Bad input (beta_T <= beta_1, T < 1, an empty drawing, a mixture line that is not four numbers)
-is named on a red line in the view, never shown as a traceback.
+The sampler explorer also starts from a digit (held out, or drawn) noised to t and denoises it
+with DDIM from t (SDEdit), as the page "Sampling in your browser" does.
+
+Bad input (beta_T <= beta_1, T < 1, an empty drawing, more DDIM steps than t, a mixture line
+that is not four numbers) is named on a red line in the view, never shown as a traceback.
 """
 
 from .digits import drawing_to_image, fixed_noise, held_out_digit

@@ -29,7 +29,7 @@ from ..posterior import q_posterior_mean_variance
 from ..schedules import NoiseSchedule
 from ..validation import check_int
 from . import widgets as w
-from .digits import DRAWING_SIZE, drawing_to_image, fixed_noise, held_out_count, held_out_digit
+from .digits import drawing_to_image, fixed_noise, held_out_count, held_out_digit
 
 
 class ForwardPosterior(NamedTuple):
@@ -157,7 +157,7 @@ class ForwardPosteriorExplorer:
         self.new_noise = widgets.Button(description="new noise")
         self.row = widgets.IntSlider(value=16, min=0, max=31, description="pixel row")
         self.col = widgets.IntSlider(value=14, min=0, max=31, description="pixel col")
-        self.drawing, self.squares, self.clear = _drawing_pad(widgets)
+        self.drawing, self.squares, self.clear = w.drawing_pad(widgets)
         self.image, self.error = w.picture(widgets, w.COLUMN_PX), w.error_line(widgets)
         self.widget = widgets.VBox([self.source, widgets.HBox([self.digit, self.t]), self.drawing,
                                     widgets.HBox([self.row, self.col]), widgets.HBox([self.noise_seed, self.new_noise]),
@@ -173,7 +173,7 @@ class ForwardPosteriorExplorer:
         """x_0 as the controls say: the chosen held-out digit, or the drawing."""
         if self.source.value == self.SOURCES[0]:
             return held_out_digit(self.digit.value)
-        return drawing_to_image([[square.value for square in line] for line in self.squares])
+        return drawing_to_image(w.drawn(self.squares))
 
     def update(self) -> None:
         """Redraw from the controls; a bad input (an empty drawing) is named on the error line."""
@@ -193,25 +193,10 @@ class ForwardPosteriorExplorer:
     def _clear(self) -> None:
         self._quiet = True
         try:
-            for line in self.squares:
-                for square in line:
-                    square.value = False
+            w.clear_drawing(self.squares)
         finally:
             self._quiet = False
         self.update()
-
-
-def _drawing_pad(widgets):
-    """The drawing grid: (its box, the 14 x 14 ``ToggleButton`` squares, the clear button)."""
-    square = widgets.Layout(width="18px", height="18px", padding="0", margin="0")
-    squares = [[widgets.ToggleButton(value=False, layout=square) for _ in range(DRAWING_SIZE)]
-               for _ in range(DRAWING_SIZE)]
-    grid = widgets.GridBox([s for line in squares for s in line], layout=widgets.Layout(
-        grid_template_columns=f"repeat({DRAWING_SIZE}, 18px)", grid_gap="1px", width="max-content"))
-    clear = widgets.Button(description="clear")
-    note = widgets.HTML(value="Click squares to draw a digit (each square is 2 x 2 pixels of the 28 x 28 digit).")
-    box = widgets.VBox([note, grid, clear], layout=widgets.Layout(display="none"))
-    return box, squares, clear
 
 
 def forward_posterior_explorer(schedule: NoiseSchedule | None = None):

@@ -7,9 +7,16 @@ eq. {eq}`eq-autoguidance`, by the shipped guide; the seed of x_T and of every z.
 the chain x_T, ..., x_0. Sampling runs in a thread: the progress bar moves, the current x_t shows,
 and the Stop button (or any new setting) ends a run between two steps.
 
+Noise my digit to t and denoise it (SDEdit, Meng et al., 2022): instead of x_T ~ N(0, I) the
+chain can start from a digit x_0, a held-out one or one the learner draws, noised to x_t in one
+step, x_t = q_sample(x_0, t, eps), eq. {eq}`eq-forward-closed-form`, with each copy's own eps;
+DDIM then denoises it from t down to 0 in N steps over ``ddim_timesteps(t, N)``. Small t keeps
+the digit, large t keeps little of it. The book's page "Sampling in your browser" does the same.
+
 * compute: :class:`SamplerSettings`, :func:`sample_chain` (the library's samplers themselves,
   :func:`ddpm_core.reverse.p_sample_loop` and :func:`ddpm_core.ddim.ddim_sample_loop`, with the
-  network called through a watcher that reports each step and can stop the loop);
+  network called through a watcher that reports each step and can stop the loop), and
+  :func:`noised_digits`, SDEdit's start;
 * static: :func:`sampler_scrubber`, the chain of one setting;
 * live: :func:`sampler_explorer`.
 """
@@ -25,12 +32,14 @@ from typing import Callable, NamedTuple
 import torch
 
 from ..ddim import ddim_sample_loop, ddim_timesteps
+from ..forward import q_sample
 from ..guidance import Autoguided
 from ..plotting import Scrubber, image_scrubber
 from ..reverse import VARIANCES, EpsModel, p_sample_loop
 from ..schedules import NoiseSchedule
 from ..validation import check_choice, check_int, check_number
 from . import widgets as w
+from .digits import drawing_to_image, held_out_count, held_out_digit
 
 SAMPLERS = ("ddpm", "ddim")  # Algorithm 2 (T steps), DDIM (N steps)
 
@@ -45,8 +54,10 @@ class SamplerSettings:
         eta: DDIM's noise, >= 0 (0: deterministic; 1: DDPM-like; not used by Algorithm 2).
         variance: Algorithm 2's sigma_t^2, ``"beta"`` or ``"beta_tilde"`` (not used by DDIM).
         guidance: the autoguidance weight w >= 1 (1: the model alone, no guide needed).
-        seed: seed of the generator of x_T and every z.
+        seed: seed of the generator of x_T (or of each eps of SDEdit) and every z.
         count: how many digits.
+        start_t: None: start from x_T ~ N(0, I); a t in 1..T: start from a given digit noised to
+            x_t and denoise it with DDIM from t (SDEdit; num_steps then in 1..t).
     """
 
     sampler: str = "ddim"
@@ -56,12 +67,17 @@ class SamplerSettings:
     guidance: float = 1.5
     seed: int = 0
     count: int = 16
+    start_t: int | None = None
 
     def check(self, T: int) -> None:
         """``ValueError`` naming the first setting that is not allowed for a schedule of T steps."""
         check_choice("sampler", self.sampler, SAMPLERS)
+        if self.start_t is not None:
+            check_int("start_t", self.start_t, 1, T)
+            if self.sampler != "ddim":
+                raise ValueError("a digit noised to start_t needs the DDIM sampler (Algorithm 2 starts at x_T)")
         if self.sampler == "ddim":  # Algorithm 2 takes every step and no eta
-            check_int("num_steps", self.num_steps, 1, T)
+            check_int("num_steps", self.num_steps, 1, self.first_t(T))
             check_number("eta", self.eta, low=0)
         else:
             check_choice("variance", self.variance, VARIANCES)
@@ -69,22 +85,27 @@ class SamplerSettings:
         check_int("seed", self.seed, 0)
         check_int("count", self.count, 1)
 
+    def first_t(self, T: int) -> int:
+        """The t the chain starts at: T, or start_t."""
+        return T if self.start_t is None else self.start_t
+
     def steps(self, T: int) -> int:
         """How many steps (network calls of the model) one run takes."""
         return T if self.sampler == "ddpm" else self.num_steps
 
     def label(self) -> str:
-        """e.g. ``"DDIM, 50 steps, η = 1, w = 1.5, seed 0"``."""
+        """e.g. ``"DDIM, 50 steps, η = 1, w = 1.5, seed 0"``, after ``"from x_t, t = 400: "`` with start_t."""
         how = (f"Algorithm 2, σ² = {self.variance}" if self.sampler == "ddpm"
                else f"DDIM, {self.num_steps} steps, η = {self.eta:g}")
-        return f"{how}, w = {self.guidance:g}, seed {self.seed}"
+        start = "" if self.start_t is None else f"from x_t, t = {self.start_t}: "
+        return f"{start}{how}, w = {self.guidance:g}, seed {self.seed}"
 
 
 class SampleChain(NamedTuple):
     """What :func:`sample_chain` returns."""
 
     images: torch.Tensor  # x_0, (count, C, H, W), on the CPU
-    chain: list[torch.Tensor]  # [x_T, ..., x_0]: the state after each step, on the CPU
+    chain: list[torch.Tensor]  # [x_T (or x_t of SDEdit), ..., x_0]: the state after each step, on the CPU
     timesteps: list[int]  # the t of each entry of chain (0 stands for x_0)
 
 
@@ -113,22 +134,43 @@ class _Watched:
         return eps
 
 
-def check_run(settings: SamplerSettings, schedule: NoiseSchedule, guide: EpsModel | None) -> None:
-    """``ValueError`` if ``settings`` cannot run: a setting out of range, or guidance without a guide."""
+def check_run(settings: SamplerSettings, schedule: NoiseSchedule, guide: EpsModel | None,
+              x0: torch.Tensor | None = None, image_shape: tuple[int, int, int] = (1, 32, 32)) -> None:
+    """``ValueError`` if ``settings`` cannot run: a setting out of range, guidance without a guide,
+    or a start_t without one digit ``x0`` of shape (1, *image_shape) (or an ``x0`` without start_t)."""
     settings.check(schedule.T)
     if settings.guidance > 1 and guide is None:
         raise ValueError(f"guidance = {settings.guidance:g} needs a guide network (guidance = 1 needs none)")
+    if settings.start_t is None and x0 is not None:
+        raise ValueError("x0 is noised and denoised only with a start_t (without one the chain starts at x_T)")
+    if settings.start_t is not None and x0 is None:
+        raise ValueError(f"start_t = {settings.start_t} needs x0, the digit to noise and denoise")
+    if x0 is not None and tuple(x0.shape) != (1, *image_shape):
+        raise ValueError(f"x0 must be one digit of shape {(1, *image_shape)}, got {tuple(x0.shape)}")
+
+
+def noised_digits(schedule: NoiseSchedule, x0: torch.Tensor, t: int, count: int,
+                  generator: torch.Generator) -> torch.Tensor:
+    """SDEdit's start: ``count`` copies of one digit ``x0`` (1, C, H, W), each noised to t in 1..T.
+
+    x_t = q_sample(x_0, t, eps), eq. {eq}`eq-forward-closed-form`, each copy with its own eps ~ N(0, I)
+    drawn from ``generator`` (where x_T would be drawn). Returns x_t, (count, C, H, W), float32 like x_T.
+    """
+    x0 = x0.float().expand(count, *x0.shape[1:])  # (count, C, H, W), one digit repeated
+    return q_sample(schedule, x0, t, torch.randn(x0.shape, generator=generator))
 
 
 def sample_chain(model: EpsModel, schedule: NoiseSchedule, settings: SamplerSettings, guide: EpsModel | None = None,
                  on_step: Callable[[int, int, torch.Tensor], None] | None = None,
                  should_stop: Callable[[], bool] | None = None, image_shape: tuple[int, int, int] = (1, 32, 32),
-                 ) -> SampleChain:
+                 x0: torch.Tensor | None = None) -> SampleChain:
     """Draw ``settings.count`` digits and keep the chain, with the library's own sampler loops.
 
     The same settings give the same images as calling :func:`ddpm_core.ddim.ddim_sample_loop` or
     :func:`ddpm_core.reverse.p_sample_loop` with ``torch.Generator().manual_seed(seed)`` and the
-    model (wrapped in :class:`ddpm_core.guidance.Autoguided` when w > 1).
+    model (wrapped in :class:`ddpm_core.guidance.Autoguided` when w > 1). With ``settings.start_t``
+    (SDEdit) that generator first draws the eps of :func:`noised_digits` (x0, start_t), and
+    ``ddim_sample_loop(..., x_T=x_t, start_t=start_t)`` denoises x_t with it.
 
     Args:
         model: eps_theta, called as ``model(x_t, t)``.
@@ -138,11 +180,12 @@ def sample_chain(model: EpsModel, schedule: NoiseSchedule, settings: SamplerSett
         on_step: called as ``on_step(done, total, x_t)`` after each network call.
         should_stop: asked before each step; True ends the run with :class:`SamplingStopped`.
         image_shape: (C, H, W) of one image; the shipped models draw (1, 32, 32) digits.
+        x0: with ``settings.start_t``, the digit to noise and denoise, (1, *image_shape) in [-1, 1].
 
     Returns:
         a :class:`SampleChain`.
     """
-    check_run(settings, schedule, guide)
+    check_run(settings, schedule, guide, x0, image_shape)
     net = Autoguided(model, guide, settings.guidance) if settings.guidance > 1 else model
     watched = _Watched(net, settings.steps(schedule.T), on_step, should_stop)
     shape = (settings.count, *image_shape)
@@ -151,9 +194,10 @@ def sample_chain(model: EpsModel, schedule: NoiseSchedule, settings: SamplerSett
         images, chain = p_sample_loop(schedule, watched, shape, generator=generator, variance=settings.variance,
                                       return_intermediates=True)
         return SampleChain(images, chain, list(range(schedule.T, -1, -1)))
+    x_t = None if x0 is None else noised_digits(schedule, x0, settings.start_t, settings.count, generator)
     images, chain = ddim_sample_loop(schedule, watched, shape, settings.num_steps, eta=settings.eta,
-                                     generator=generator, return_intermediates=True)
-    return SampleChain(images, chain, ddim_timesteps(schedule.T, settings.num_steps) + [0])
+                                     generator=generator, return_intermediates=True, x_T=x_t, start_t=settings.start_t)
+    return SampleChain(images, chain, ddim_timesteps(settings.first_t(schedule.T), settings.num_steps) + [0])
 
 
 @lru_cache(maxsize=1)
@@ -187,6 +231,8 @@ def chain_png(chain: SampleChain, index: int) -> bytes:
 
 
 VIEW_LABELS = [("Algorithm 2 (T steps)", "ddpm"), ("DDIM (N steps)", "ddim")]
+START_LABELS = [("noise x_T", "noise"), ("a held-out digit", "digit"), ("my drawing", "drawing")]
+EDIT_T = 400  # the t slider's first value, as on the page "Sampling in your browser"
 
 
 class SamplerExplorer:
@@ -194,9 +240,12 @@ class SamplerExplorer:
 
     Any change of a setting starts a new run (the one under way stops between two steps).
     ``networks`` is (model, schedule, guide), by default :func:`shipped_networks`; ``settings``
-    gives the controls their first values and the number of digits (``count``).
+    gives the controls their first values and the number of digits (``count``). Drawing does not
+    start a run (each square would); Run, or any other control, does.
 
-    Attributes (the controls): ``sampler``, ``num_steps``, ``eta``, ``variance``, ``guidance``, ``seed``,
+    Attributes (the controls): ``start`` (``"noise"``, ``"digit"`` or ``"drawing"``), ``digit``, ``t``,
+    ``squares`` (14 rows of 14 ``ToggleButton``), ``clear``, ``x0_image`` (the digit noised);
+    ``sampler``, ``num_steps``, ``eta``, ``variance``, ``guidance``, ``seed``,
     ``run_button``, ``stop_button``, ``progress``, ``status``, ``step`` (the slider over the chain) and
     ``step_label`` (its t);
     ``image``, ``error``, ``widget``; ``result``, the last finished :class:`SampleChain`.
@@ -206,6 +255,7 @@ class SamplerExplorer:
         widgets = w.require_ipywidgets("sampler_explorer")
         self.model, self.schedule, self.guide = shipped_networks() if networks is None else networks
         self.count, self.result, self._thread, self._stop = settings.count, None, None, threading.Event()
+        start = self._start_controls(widgets, settings)
         self.sampler = widgets.ToggleButtons(options=VIEW_LABELS, value=settings.sampler, description="sampler")
         self.num_steps = widgets.IntSlider(value=settings.num_steps, min=1, max=self.schedule.T, description="DDIM N",
                                            continuous_update=False)
@@ -219,35 +269,68 @@ class SamplerExplorer:
         self.progress, self.status = widgets.IntProgress(value=0, min=0, max=1), widgets.HTML(value="")
         self.step, self.step_label = widgets.IntSlider(value=0, min=0, max=0, description="chain"), widgets.Label()
         self.image, self.error = w.picture(widgets, 2 * (8 * 34 + 2)), w.error_line(widgets)  # 8 digits a row, 2x
-        self.widget = widgets.VBox([self.sampler, widgets.HBox([self.num_steps, self.eta]), self.variance,
+        self.widget = widgets.VBox([start, self.sampler, widgets.HBox([self.num_steps, self.eta]), self.variance,
                                     widgets.HBox([self.guidance, self.seed]),
                                     widgets.HBox([self.run_button, self.stop_button, self.progress]), self.status,
                                     self.error, self.image, widgets.HBox([self.step, self.step_label])])
-        w.on_change([self.sampler, self.num_steps, self.eta, self.variance, self.guidance, self.seed], self.run)
+        w.on_change([self.start, self.digit, self.t, self.sampler, self.num_steps, self.eta, self.variance,
+                     self.guidance, self.seed], self.run)
         self.run_button.on_click(lambda _: self.run())
         self.stop_button.on_click(lambda _: self.stop())
+        self.clear.on_click(lambda _: w.clear_drawing(self.squares))
         self.step.observe(lambda change: self._show_state(), names="value")
         self.run()
+
+    def _start_controls(self, widgets, settings: SamplerSettings):
+        """Where the chain starts: noise, or a held-out digit or a drawing noised to t (SDEdit). Their box."""
+        self.start = widgets.ToggleButtons(options=START_LABELS, value="noise" if settings.start_t is None else "digit",
+                                           description="start")
+        self.digit = widgets.IntSlider(value=0, min=0, max=held_out_count() - 1, description="test digit",
+                                       continuous_update=False)
+        self.t = widgets.IntSlider(value=settings.start_t or EDIT_T, min=1, max=self.schedule.T,
+                                   description="noise to t", continuous_update=False)
+        note = "Click squares to draw a digit (each square is 2 x 2 pixels), then press Run."
+        self.drawing, self.squares, self.clear = w.drawing_pad(widgets, note)
+        self.x0_image = w.picture(widgets, 2 * 34)  # one digit, 2x
+        return widgets.VBox([self.start, widgets.HBox([self.digit, self.t, self.x0_image]), self.drawing])
 
     def settings(self) -> SamplerSettings:
         """The settings as the controls hold them now."""
         return SamplerSettings(sampler=self.sampler.value, num_steps=self.num_steps.value, eta=self.eta.value,
                                variance=self.variance.value, guidance=self.guidance.value, seed=self.seed.value,
-                               count=self.count)
+                               count=self.count, start_t=None if self.start.value == "noise" else self.t.value)
+
+    def x0(self) -> torch.Tensor | None:
+        """The digit to noise and denoise, as the controls say (None: start from noise)."""
+        if self.start.value == "digit":
+            return held_out_digit(self.digit.value)
+        return drawing_to_image(w.drawn(self.squares)) if self.start.value == "drawing" else None
 
     def run(self) -> None:
-        """Stop the run under way, check the settings, and start sampling in a thread."""
+        """Stop the run under way, check the settings and the digit, and start sampling in a thread."""
         self.stop()
-        settings = self.settings()
-        if not w.guarded(self.error, lambda: check_run(settings, self.schedule, self.guide)):
+        self._enable_controls()
+        try:
+            settings, x0 = self.settings(), self.x0()
+            check_run(settings, self.schedule, self.guide, x0)
+        except ValueError as err:  # bad input (an empty drawing, N > t) is named on the error line
+            w.show_error(self.error, str(err))
             return
-        self.num_steps.disabled = self.eta.disabled = settings.sampler == "ddpm"
-        self.variance.disabled = settings.sampler == "ddim"
+        w.show_error(self.error, None)
+        self.x0_image.value = b"" if x0 is None else w.grid_png(x0.float(), nrow=1)
         self._stop = threading.Event()
         self.progress.max, self.progress.value = settings.steps(self.schedule.T), 0
         self.status.value = f"sampling {self.count} digits: {settings.label()} ..."
-        self._thread = threading.Thread(target=self._work, args=(settings, self._stop), daemon=True)
+        self._thread = threading.Thread(target=self._work, args=(settings, x0, self._stop), daemon=True)
         self._thread.start()
+
+    def _enable_controls(self) -> None:
+        """Grey out what the chosen sampler and start do not use; show the pad only for a drawing."""
+        self.num_steps.disabled = self.eta.disabled = self.sampler.value == "ddpm"
+        self.variance.disabled = self.sampler.value == "ddim"
+        self.digit.disabled, self.t.disabled = self.start.value != "digit", self.start.value == "noise"
+        self.drawing.layout.display = None if self.start.value == "drawing" else "none"
+        self.x0_image.layout.display = "none" if self.start.value == "noise" else None
 
     def stop(self) -> None:
         """Ask the run under way to stop after its current step, and wait until it has."""
@@ -259,7 +342,7 @@ class SamplerExplorer:
         if self._thread is not None:
             self._thread.join(timeout)
 
-    def _work(self, settings: SamplerSettings, stop: threading.Event) -> None:
+    def _work(self, settings: SamplerSettings, x0: torch.Tensor | None, stop: threading.Event) -> None:
         start = last_shown = time.perf_counter()
 
         def on_step(done: int, total: int, x_t: torch.Tensor) -> None:
@@ -269,16 +352,16 @@ class SamplerExplorer:
                 self.image.value, last_shown = w.grid_png(x_t), time.perf_counter()
 
         try:
-            result = sample_chain(self.model, self.schedule, settings, self.guide, on_step, stop.is_set)
+            result = sample_chain(self.model, self.schedule, settings, self.guide, on_step, stop.is_set, x0=x0)
         except SamplingStopped as stopped:
             self.status.value = f"{stopped} ({settings.label()})"
             return
         except Exception as err:  # a thread has no cell to show its traceback in: say it here
             w.show_error(self.error, f"{type(err).__name__}: {err}")
             return
-        self.result = result
+        self.result, first = result, "x_T" if settings.start_t is None else f"x_{settings.start_t}"
         self.status.value = (f"{self.count} digits in {time.perf_counter() - start:.1f} s: {settings.label()}; "
-                             f"the slider walks the chain from x_T to x_0")
+                             f"the slider walks the chain from {first} to x_0")
         self.step.max = len(result.chain) - 1
         self.step.value = self.step.max
         self._show_state()
@@ -299,5 +382,5 @@ def sampler_explorer(networks=None, settings: SamplerSettings = SamplerSettings(
     return SamplerExplorer(networks, settings=settings).widget
 
 
-__all__ = ["SAMPLERS", "SamplerSettings", "SampleChain", "SamplingStopped", "check_run", "sample_chain",
-           "shipped_networks", "sampler_scrubber", "chain_png", "SamplerExplorer", "sampler_explorer"]
+__all__ = ["SAMPLERS", "SamplerSettings", "SampleChain", "SamplingStopped", "check_run", "noised_digits",
+           "sample_chain", "shipped_networks", "sampler_scrubber", "chain_png", "SamplerExplorer", "sampler_explorer"]

@@ -13,6 +13,9 @@ Rows can also be given directly (:meth:`TrainingDashboard.add_metrics`), e.g. fr
 one's own. Without ipywidgets the dashboard still records what it is given, and
 :meth:`TrainingDashboard.scrubber` draws the same pictures as a scrubber for the static book.
 
+A recorded run (:func:`ddpm_core.run_record.load_run_record`, the shipped model's by default)
+becomes a dashboard with :meth:`TrainingDashboard.from_record`.
+
 * compute: :func:`training_summary`; draw: :func:`draw_training`; static:
   :meth:`TrainingDashboard.scrubber`; live: :func:`training_dashboard`.
 """
@@ -26,8 +29,10 @@ from pathlib import Path
 from typing import Sequence
 
 import torch
+from matplotlib.ticker import FormatStrFormatter, NullFormatter
 
 from ..plotting import Scrubber, figure_scrubber, image_grid
+from ..run_record import RunRecord
 from . import widgets as w
 
 
@@ -58,13 +63,17 @@ def draw_training(rows: Sequence[dict], step: int | None = None, images: torch.T
         if shown:
             loss_ax.plot([r["step"] for r in shown], [r["loss"] for r in shown], color="C0")
             loss_ax.set_yscale("log")
+            losses = [r["loss"] for r in rows]  # the whole run's range, so that frames compare
+            loss_ax.set_ylim(min(losses) / 1.25, max(losses) * 1.25)
+            loss_ax.yaxis.set_major_formatter(FormatStrFormatter("%g"))
+            loss_ax.yaxis.set_minor_formatter(NullFormatter())
         right = total_steps or max([r["step"] for r in rows] + [step or 0, 1])
         loss_ax.set(xlabel="step", ylabel="loss", xlim=(0, right))
         summary = training_summary(rows, step)
         loss_ax.set_title(f"step {summary['step']}: loss {summary['loss']:.4f}, "
                           f"{summary['images_per_s']:.0f} images/s", fontsize=10)
         if images is not None:
-            sample_ax.imshow(image_grid(images[:16], nrow=4), cmap="gray", vmin=0, vmax=255)
+            sample_ax.imshow(image_grid(images[:16], nrow=4), cmap="gray", vmin=0, vmax=255, interpolation="nearest")
         sample_ax.set_title("EMA samples" if images is not None else "no samples yet", fontsize=10)
         sample_ax.set_axis_off()
         fig.subplots_adjust(left=0.13, right=0.98, bottom=0.18, top=0.86, wspace=0.15)
@@ -98,6 +107,13 @@ class TrainingDashboard:
             self._view = (widgets.VBox([status, image]), status, image)
             self.refresh()
         return self._view[0]
+
+    @classmethod
+    def from_record(cls, record: RunRecord) -> "TrainingDashboard":
+        """The dashboard of a recorded run (:mod:`ddpm_core.run_record`), as it stood at the run's end."""
+        dashboard = cls(total_steps=record.card.get("steps"))
+        dashboard.rows, dashboard.previews = list(record.rows), list(record.previews)
+        return dashboard
 
     def on_sample(self, step: int, images: torch.Tensor) -> None:
         """The hook of :func:`ddpm_core.train.train`: record the samples of ``step``, reread the metrics, redraw."""

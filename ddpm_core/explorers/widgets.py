@@ -1,5 +1,6 @@
 """What every explorer's view shares: ipywidgets loaded when a view is built, figures as PNG
-bytes, an image that shows them, and the line that says what is wrong with an input.
+bytes, an image that shows them, the line that says what is wrong with an input, and the pad
+on which a learner draws a digit (:func:`drawing_pad`, for :mod:`.digits`).
 
 Only the views import ipywidgets, and only when they are built: ``import ddpm_core`` and every
 compute function of :mod:`ddpm_core.explorers` work without it. The views use only what
@@ -18,6 +19,7 @@ import io
 from typing import Callable
 
 from ..plotting import BOOK_DPI, BOOK_RC, FIG_WIDTH
+from .digits import DRAWING_SIZE
 
 COLUMN_PX = round(FIG_WIDTH * BOOK_DPI)  # a figure FIG_WIDTH inches wide is shown this many CSS pixels wide
 RETINA_DPI = 2 * BOOK_DPI  # figures are drawn at twice the size they are shown at, sharp on high-DPI screens
@@ -123,3 +125,33 @@ def labelled(widgets, text: str):
 def narrow(widgets, width: str = "260px"):
     """A ``Layout`` for a control of a fixed width, with the description given room."""
     return widgets.Layout(width=width)
+
+
+DRAWING_NOTE = "Click squares to draw a digit (each square is 2 x 2 pixels of the 28 x 28 digit)."
+
+
+def drawing_pad(widgets, note: str = DRAWING_NOTE):
+    """The drawing grid: (its box, hidden at first, the 14 x 14 ``ToggleButton`` squares, the clear button).
+
+    The squares' values, 14 rows of 14, are what :func:`ddpm_core.explorers.digits.drawing_to_image` takes.
+    """
+    square = widgets.Layout(width="18px", height="18px", padding="0", margin="0")
+    squares = [[widgets.ToggleButton(value=False, layout=square) for _ in range(DRAWING_SIZE)]
+               for _ in range(DRAWING_SIZE)]
+    grid = widgets.GridBox([s for line in squares for s in line], layout=widgets.Layout(
+        grid_template_columns=f"repeat({DRAWING_SIZE}, 18px)", grid_gap="1px", width="max-content"))
+    clear = widgets.Button(description="clear")
+    box = widgets.VBox([widgets.HTML(value=html.escape(note)), grid, clear], layout=widgets.Layout(display="none"))
+    return box, squares, clear
+
+
+def drawn(squares) -> list[list[bool]]:
+    """The values of a drawing pad's squares, 14 rows of 14 (True: ink)."""
+    return [[square.value for square in line] for line in squares]
+
+
+def clear_drawing(squares) -> None:
+    """Switch every square of a drawing pad off."""
+    for line in squares:
+        for square in line:
+            square.value = False
