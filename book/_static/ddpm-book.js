@@ -13,6 +13,11 @@
  * 4. Code names in tables (schedule.alphas_cumprod_prev[t]) may break after a dot, an
  *    underscore or an opening bracket, so that a table fits a laptop's column without
  *    breaking names anywhere (<wbr>: copying the name copies no extra character).
+ * 5. A figure is not shrunk below LEGIBLE times the width it was drawn for, so that on a
+ *    phone its text stays legible (the house style's smallest text, 10 pt, is 13.3 px at
+ *    full size: at least 10.7 px). Each figure sits in a box of its own (ddpm-figure-box), in
+ *    which a figure wider than the column scrolls sideways; the page does not. Frames of
+ *    pixels shown zoomed (image-rendering: pixelated) hold no text and still shrink to fit.
  */
 (() => {
   "use strict";
@@ -114,6 +119,20 @@
       math.classList.toggle("ddpm-math-scrolls", wide);
     });
   };
+
+  const LEGIBLE = 0.8;
+  const keepFiguresLegible = () => {
+    document.querySelectorAll(".bd-article .cell_output img").forEach((img) => {
+      const width = parseFloat(img.style.width);
+      if (!width || img.style.imageRendering === "pixelated" || img.closest(".ddpm-figure-box")) return;
+      const box = document.createElement("div");
+      box.className = "ddpm-figure-box";
+      img.replaceWith(box);
+      box.append(img);
+      img.style.minWidth = `${Math.min(width, Math.round(LEGIBLE * width))}px`;
+    });
+  };
+
   window.addEventListener("load", () => {
     const startup = window.MathJax && MathJax.startup && MathJax.startup.promise;
     if (!startup) return;
@@ -134,9 +153,11 @@
       fixSearch();
       oneSearchField();
       breakableNames();
+      keepFiguresLegible();
     });
   } else {
     oneSearchField();
     breakableNames();
+    keepFiguresLegible();
   }
 })();
