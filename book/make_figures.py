@@ -15,7 +15,7 @@ import torch
 
 import ddpm_core as dc
 from ddpm_core.data import load_mnist_5k
-from ddpm_core.plotting import image_grid
+from ddpm_core.plotting import BOOK_DPI, FIG_WIDTH, image_grid, use_book_style
 
 STEPS = [0, 50, 100, 200, 300, 500, 700, 1000]
 
@@ -31,20 +31,21 @@ def main(out: Path = Path(__file__).parent / "images" / "chain.png") -> None:
                                 return_intermediates=True)
     reverse = [chain[schedule.T - t] for t in reversed(STEPS)]  # chain[i] is x_{T-i}
 
-    fig, axes = plt.subplots(2, len(STEPS), figsize=(len(STEPS) * 1.1, 2.8))
+    use_book_style()  # the chapters' figure style: shown FIG_WIDTH * BOOK_DPI px wide (intro.md's :width:)
+    fig, axes = plt.subplots(2, len(STEPS), figsize=(FIG_WIDTH, 2.6))
     for col, t in enumerate(STEPS):
         axes[0, col].imshow(image_grid(forward[col]), cmap="gray", vmin=0, vmax=255)
-        axes[0, col].set_title(f"t = {t}", fontsize=8)
+        axes[0, col].set_title(f"t = {t}", fontsize=10)
         t_rev = list(reversed(STEPS))[col]
         axes[1, col].imshow(image_grid(reverse[col]), cmap="gray", vmin=0, vmax=255)
-        axes[1, col].set_title(f"t = {t_rev}", fontsize=8)
+        axes[1, col].set_title(f"t = {t_rev}", fontsize=10)
     for ax in axes.flat:
         ax.set_axis_off()
-    fig.text(0.01, 0.73, "forward q\n(adds noise)", fontsize=8, ha="left")
-    fig.text(0.01, 0.25, "reverse p$_\\theta$\n(removes it)", fontsize=8, ha="left")
-    fig.subplots_adjust(left=0.1, right=0.99, top=0.9, bottom=0.02, hspace=0.35)
+    fig.text(0.01, 0.70, "forward q\n(adds\nnoise)", fontsize=10, ha="left")
+    fig.text(0.01, 0.22, "reverse p$_\\theta$\n(removes\nit)", fontsize=10, ha="left")
+    fig.subplots_adjust(left=0.15, right=0.995, top=0.9, bottom=0.02, hspace=0.35, wspace=0.08)
     out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=110, metadata={"Software": None})
+    fig.savefig(out, dpi=2 * BOOK_DPI, metadata={"Software": None})  # sharp on high-DPI screens
     print("wrote", out)
 
 

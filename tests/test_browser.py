@@ -703,7 +703,17 @@ _LAYOUT_JS = """
   const scrubberButtons = [...document.querySelectorAll('.ddpm-scrubber button')]
     .filter((b) => getComputedStyle(b).backgroundColor !== primary || getComputedStyle(b).cursor !== 'pointer')
     .map((b) => `${where(b)}: background ${getComputedStyle(b).backgroundColor}, theme's ${primary}`);
-  return {overflow, counts, eqno, searchFields: fields.map(where), scrubberButtons};
+  // Figures keep their text legible: a picture with text (not pixel art shown zoomed) is shown
+  // at least 0.8 times the width it was drawn for (book/_static/ddpm-book.js, 5), which needs
+  // that width in its style.
+  const smallFigures = [...document.querySelectorAll('.bd-article img')].filter(shown)
+    .filter((img) => img.style.imageRendering !== 'pixelated' && !img.closest('.bd-header-article, .navbar-brand'))
+    .map((img) => [img, parseFloat(img.style.width), img.getBoundingClientRect().width])
+    .filter(([, drawn, width]) => !drawn || width < 0.8 * drawn - 1)
+    .map(([img, drawn, width]) => drawn
+      ? `${where(img)} is shown ${Math.round(width)} px wide, drawn for ${drawn} px`
+      : `${where(img)} has no width in its style: the size it was drawn for is unknown`);
+  return {overflow, counts, eqno, searchFields: fields.map(where), scrubberButtons, smallFigures};
 }
 """
 
@@ -727,6 +737,7 @@ class Layout:
     eqno: list[str]
     search_fields: list[str]
     scrubber_buttons: list[str]
+    small_figures: list[str]
     toggles: list[str] = field(default_factory=list)
     solutions: list[str] = field(default_factory=list)
 
@@ -816,6 +827,7 @@ def _check_layout(tab, base_url: str, page_path: str, screen: str) -> Layout:
         eqno=found["eqno"],
         search_fields=found["searchFields"],
         scrubber_buttons=found["scrubberButtons"],
+        small_figures=found["smallFigures"],
     )
     if screen == "laptop":
         layout.solutions = _check_solutions(page)
@@ -843,10 +855,12 @@ def layout(browser, base_url):
 @pytest.mark.parametrize("page", PAGES)
 @pytest.mark.parametrize("screen", list(SCREENS))
 def test_page_fits_the_screen(layout, screen, page):
-    """Nothing widens the page; what is wider than its box scrolls in it; numbers beside equations."""
+    """Nothing widens the page; what is wider than its box scrolls in it; numbers beside equations;
+    figures at least 0.8 times the width they were drawn for."""
     found = layout(screen, page)
     assert not found.overflow, f"{page} at {screen} size:{_listing(found.overflow)}"
     assert not found.eqno, f"{page} at {screen} size: equation numbers drawn over their equations:{_listing(found.eqno)}"
+    assert not found.small_figures, f"{page} at {screen} size: figures too small to read:{_listing(found.small_figures)}"
 
 
 @pytest.mark.parametrize("page", PAGES)
