@@ -300,6 +300,10 @@ def _check_scrubber(page, index: int) -> list[str]:
     problems: list[str] = []
     name = f"scrubber {index + 1}"
     root = page.locator("div.ddpm-scrubber").nth(index)
+    # A scrubber in a folded output (hide-output): open the fold as a reader does, by its summary.
+    fold = root.locator("xpath=ancestor::details[1]")
+    if fold.count() and fold.get_attribute("open") is None:
+        fold.locator("xpath=./summary").click()
     root.scroll_into_view_if_needed()
     start = root.evaluate(_SCRUBBER_STATE_JS)
     n = len(start["images"])

@@ -122,7 +122,7 @@
 
   const LEGIBLE = 0.8;
   const keepFiguresLegible = () => {
-    document.querySelectorAll(".bd-article .cell_output img, .bd-article figure > img").forEach((img) => {
+    document.querySelectorAll(".bd-article .cell_output img, .bd-article figure img").forEach((img) => {
       const width = parseFloat(img.style.width);
       if (!width || img.style.imageRendering === "pixelated" || img.closest(".ddpm-figure-box")) return;
       const box = document.createElement("div");
