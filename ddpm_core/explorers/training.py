@@ -55,11 +55,15 @@ def training_summary(rows: Sequence[dict], step: int | None = None) -> dict:
 
 def draw_training(rows: Sequence[dict], step: int | None = None, images: torch.Tensor | None = None,
                   total_steps: int | None = None):
-    """The loss curve up to ``step`` (log scale) beside a grid of the samples drawn at ``step``: a new figure."""
+    """A grid of the samples drawn at ``step`` beside the loss curve up to it (log scale): a new figure.
+
+    The samples come first: on a phone, where a figure wider than the column scrolls, they are
+    what shows.
+    """
     shown = [r for r in rows if step is None or r["step"] <= step]
     with w.book_style():
-        fig = w.new_figure(6.4, 2.6)
-        loss_ax, sample_ax = fig.subplots(1, 2, gridspec_kw={"width_ratios": (1.3, 1)})
+        fig = w.new_figure(5.6, 2.6)
+        sample_ax, loss_ax = fig.subplots(1, 2, gridspec_kw={"width_ratios": (1, 1.3)})
         if shown:
             loss_ax.plot([r["step"] for r in shown], [r["loss"] for r in shown], color="C0")
             loss_ax.set_yscale("log")
@@ -76,7 +80,7 @@ def draw_training(rows: Sequence[dict], step: int | None = None, images: torch.T
             sample_ax.imshow(image_grid(images[:16], nrow=4), cmap="gray", vmin=0, vmax=255, interpolation="nearest")
         sample_ax.set_title("EMA samples" if images is not None else "no samples yet", fontsize=10)
         sample_ax.set_axis_off()
-        fig.subplots_adjust(left=0.13, right=0.98, bottom=0.18, top=0.86, wspace=0.15)
+        fig.subplots_adjust(left=0.01, right=0.98, bottom=0.18, top=0.86, wspace=0.35)
     return fig
 
 
