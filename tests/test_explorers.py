@@ -422,7 +422,7 @@ r["sampler"]["x_T"] = (s.step_label.value, s.image.value != last)
 s.sampler.value = "ddpm"  # Algorithm 2, 1000 steps: stopped below
 time.sleep(1.0)
 s.stop_button.click()
-r["sampler"]["stopped"] = (s.status.value, s.progress.value)
+r["sampler"]["stopped"] = (s.status.value, s.progress.value, s.step_label.value, s.step.max)
 s.seed.value = -1
 r["sampler"]["seed"] = s.error.value
 
@@ -519,6 +519,7 @@ def test_every_explorer_works_in_a_kernel():
     assert sampler["status"].startswith("4 digits in ") and sampler["chain"] == 5 and sampler["png"]
     assert sampler["x_T"] == ["t = 1000", True]
     assert sampler["stopped"][0].startswith("stopped after ") and sampler["stopped"][1] >= 1
+    assert sampler["stopped"][2:] == ["no chain yet", 0]  # the slider does not walk the earlier run's chain
     assert "seed must be an integer &gt;= 0, got -1" in sampler["seed"]
     # The sampling thread's updates reached the frontend's channel: the progress bar and the picture.
     assert sum("value" in keys for keys in updates_of(messages, sampler["progress_id"])) >= 5

@@ -230,7 +230,7 @@ def chain_png(chain: SampleChain, index: int) -> bytes:
     return w.grid_png(chain.chain[check_int("index", index, 0, len(chain.chain) - 1)])
 
 
-VIEW_LABELS = [("Algorithm 2 (T steps)", "ddpm"), ("DDIM (N steps)", "ddim")]
+VIEW_LABELS = [("Algorithm 2", "ddpm"), ("DDIM", "ddim")]  # short: a button is about 10 characters wide
 START_LABELS = [("noise x_T", "noise"), ("a held-out digit", "digit"), ("my drawing", "drawing")]
 EDIT_T = 400  # the t slider's first value, as on the page "Sampling in your browser"
 
@@ -321,6 +321,7 @@ class SamplerExplorer:
         self._stop = threading.Event()
         self.progress.max, self.progress.value = settings.steps(self.schedule.T), 0
         self.status.value = f"sampling {self.count} digits: {settings.label()} ..."
+        self._forget_chain()  # the slider would walk the previous run's chain
         self._thread = threading.Thread(target=self._work, args=(settings, x0, self._stop), daemon=True)
         self._thread.start()
 
@@ -365,6 +366,11 @@ class SamplerExplorer:
         self.step.max = len(result.chain) - 1
         self.step.value = self.step.max
         self._show_state()
+
+    def _forget_chain(self) -> None:
+        self.result = None
+        self.step.max = self.step.value = 0
+        self.step_label.value = "no chain yet"
 
     def _show_state(self) -> None:
         if self.result is not None and self.step.value < len(self.result.chain):

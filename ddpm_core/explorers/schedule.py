@@ -211,7 +211,7 @@ class ScheduleExplorer:
 
 def _spec_controls(widgets, spec: ScheduleSpec) -> dict:
     """The controls of one schedule, keyed by :class:`ScheduleSpec`'s field names."""
-    layout, style = w.narrow(widgets, "210px"), {"description_width": "60px"}
+    layout, style = w.narrow(widgets, "230px"), {"description_width": "80px"}  # "s (cosine)" in full
     values = dataclasses.asdict(spec)
     return {
         "kind": widgets.Dropdown(options=list(SCHEDULE_NAMES), value=values["kind"], description="kind",

@@ -31,9 +31,11 @@ from typing import Sequence
 import torch
 from matplotlib.ticker import FormatStrFormatter, NullFormatter
 
-from ..plotting import Scrubber, figure_scrubber, image_grid
+from ..plotting import BOOK_DPI, Scrubber, figure_scrubber, image_grid
 from ..run_record import RunRecord
 from . import widgets as w
+
+FIGURE_INCHES = (5.6, 2.6)  # the dashboard's figure: samples, then the loss
 
 
 def training_summary(rows: Sequence[dict], step: int | None = None) -> dict:
@@ -62,7 +64,7 @@ def draw_training(rows: Sequence[dict], step: int | None = None, images: torch.T
     """
     shown = [r for r in rows if step is None or r["step"] <= step]
     with w.book_style():
-        fig = w.new_figure(5.6, 2.6)
+        fig = w.new_figure(*FIGURE_INCHES)
         sample_ax, loss_ax = fig.subplots(1, 2, gridspec_kw={"width_ratios": (1, 1.3)})
         if shown:
             loss_ax.plot([r["step"] for r in shown], [r["loss"] for r in shown], color="C0")
@@ -107,7 +109,8 @@ class TrainingDashboard:
         """The live display (an ipywidgets ``VBox``), built on first use; needs ipywidgets."""
         if self._view is None:
             widgets = w.require_ipywidgets("training_dashboard")
-            status, image = widgets.HTML(value="waiting for the first samples ..."), w.picture(widgets, w.COLUMN_PX)
+            status = widgets.HTML(value="waiting for the first samples ...")
+            image = w.picture(widgets, round(FIGURE_INCHES[0] * BOOK_DPI))  # as the figure is drawn
             self._view = (widgets.VBox([status, image]), status, image)
             self.refresh()
         return self._view[0]
