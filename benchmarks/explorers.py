@@ -15,6 +15,8 @@ Each row times what one control change makes the kernel do, in this process, wit
 * ``posterior redraw``: ``draw_forward_posterior`` and its PNG;
 * ``sampler 16 guided DDIM-50``: ``sample_chain`` with the shipped model and guide, w = 1.5,
   eta = 1, and the grid of the result as PNG (``chain_png``): 100 network calls on 16 digits;
+* ``sampler SDEdit``: a held-out digit noised to t = 400 and denoised by 16 guided DDIM steps
+  from there (``sample_chain`` with ``start_t``, 20 steps), what "noise my digit" costs;
 * ``toy chain``: Algorithm 2 with the exact denoiser, 1000 points, T = 1000 (``toy_chain``), what
   changing the mixture costs; ``toy redraw``: ``draw_toy`` and its PNG, what moving t costs.
 
@@ -84,11 +86,14 @@ def other_rows() -> dict[str, Callable[[int], object]]:
     noise = fixed_noise(x0, 0)
     model, net_schedule, guide = shipped_networks()
     settings = SamplerSettings(sampler="ddim", num_steps=50, eta=1.0, guidance=1.5, count=16)
+    sdedit = SamplerSettings(sampler="ddim", num_steps=20, eta=1.0, guidance=1.5, count=16, start_t=400)
     ring = ring_mixture()
     chain, data = toy_chain(ring, schedule, 1000, 0), data_points(ring, 1000, 0)
     return {
         "posterior redraw": lambda i: figure_bytes(draw_forward_posterior(schedule, x0, 1 + (37 * i) % 1000, noise, 16, 14)),
         "sampler 16 guided DDIM-50": lambda i: chain_png(sample_chain(model, net_schedule, settings, guide), 50),
+        "sampler SDEdit 16 from t = 400, DDIM-20": lambda i: chain_png(
+            sample_chain(model, net_schedule, sdedit, guide, x0=x0), 20),
         "toy chain": lambda i: toy_chain(ring, schedule, 1000, i),
         "toy redraw": lambda i: figure_bytes(draw_toy(ring, schedule, chain, (53 * i) % 1001, data)),
     }
@@ -155,6 +160,7 @@ def main(argv: list[str] | None = None) -> dict:
         settings={"threads": thread_counts, "rounds": args.rounds, "repeats_of_fast_rows": args.repeats,
                   "schedules": [spec.label() for spec in DEFAULT_SPECS], "figure_dpi": 192,
                   "sampler": "DDIM, 50 steps, eta 1, autoguidance w = 1.5, 16 digits, shipped model and guide",
+                  "sdedit": "held-out digit 0 noised to t = 400, DDIM 20 steps from there, eta 1, w = 1.5, 16 copies",
                   "toy": "ring of 8, 1000 points, linear T = 1000, sigma^2 = beta"},
         load_average_1_min_after_each_round=loads,
         targets_s=TARGETS_S,
