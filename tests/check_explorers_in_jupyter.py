@@ -45,22 +45,17 @@ from __future__ import annotations
 
 import argparse
 import importlib.metadata
-import os
 import re
-import socket
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 import nbformat
 
+from jupyter_lab import CHROMIUM, CHROMIUM_ARGS, Checks, report, throwaway_jupyter  # tests/jupyter_lab.py
+
 ROOT = Path(__file__).resolve().parents[1]
-CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
 SETUP_CELL = '''import torch
 from ddpm_core import NoiseSchedule
@@ -133,32 +128,12 @@ STATUS_LOG_JS = """
 PNG_MAGIC = [0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def write_notebook(path: Path, run_dir: Path) -> None:
     nb = nbformat.v4.new_notebook()
     nb.cells = [nbformat.v4.new_code_cell(source.format(run_dir=str(run_dir)) if name == "dashboard" else source)
                 for name, source in CELLS.items()]
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     nbformat.write(nb, str(path))  # not executed: Run All in the page gives the widgets their kernel
-
-
-class Checks:
-    def __init__(self) -> None:
-        self.failures: list[str] = []
-        self.count = 0
-
-    def expect(self, ok: bool, what: str, detail: object = None) -> bool:
-        self.count += 1
-        shown = what if ok or detail is None else f"{what}  [{detail}]"
-        print(("  ok    " if ok else "  FAIL  ") + shown, flush=True)
-        if not ok:
-            self.failures.append(shown)
-        return ok
 
 
 def poll(fn, timeout: float, interval: float = 0.25):
@@ -617,51 +592,14 @@ def main() -> int:
     versions = {name: importlib.metadata.version(name) for name in ("jupyterlab", "ipywidgets", "jupyterlab_widgets",
                                                                     "ipykernel", "playwright")}
     print("versions:", ", ".join(f"{k} {v}" for k, v in versions.items()))
-    jupyter = Path(sys.executable).with_name("jupyter")
     with tempfile.TemporaryDirectory(prefix="explorers-jupyter-") as tmp:
         tmp = Path(tmp)
-        work, env_dir = tmp / "notebooks", tmp / "jupyter"
+        work = tmp / "notebooks"
         work.mkdir()
         write_notebook(work / "explorers.ipynb", tmp / "run")
-        settings = env_dir / "settings" / "@jupyterlab"
-        (settings / "notebook-extension").mkdir(parents=True)
-        (settings / "notebook-extension" / "tracker.jupyterlab-settings").write_text('{"windowingMode": "none"}')
-        (settings / "apputils-extension").mkdir(parents=True)
-        (settings / "apputils-extension" / "notification.jupyterlab-settings").write_text(
-            '{"fetchNews": "false", "checkForUpdates": false}'
-        )
-        env = dict(os.environ, JUPYTER_DATA_DIR=str(env_dir / "data"), JUPYTER_RUNTIME_DIR=str(env_dir / "runtime"),
-                   JUPYTER_CONFIG_DIR=str(env_dir / "config"), JUPYTERLAB_SETTINGS_DIR=str(env_dir / "settings"),
-                   JUPYTERLAB_WORKSPACES_DIR=str(env_dir / "workspaces"), MPLBACKEND="Agg")
-        port = free_port()
-        server = subprocess.Popen(
-            [str(jupyter), "lab", "--no-browser", f"--port={port}", "--ServerApp.token=", "--ServerApp.password=",
-             "--allow-root", f"--ServerApp.root_dir={work}"],
-            env=env, stdout=subprocess.DEVNULL, stderr=open(tmp / "server.log", "w"),
-        )
-        base = f"http://127.0.0.1:{port}"
-        try:
-            for _ in range(120):
-                try:
-                    urllib.request.urlopen(f"{base}/api/status", timeout=1)
-                    break
-                except OSError:
-                    time.sleep(0.5)
-            else:
-                raise RuntimeError("the Jupyter server did not start:\n" + (tmp / "server.log").read_text())
+        with throwaway_jupyter(tmp, work, MPLBACKEND="Agg") as base:
             failures = run_checks(base, args.out, act=not args.skip_actions)
-        finally:
-            server.terminate()
-            try:
-                server.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                server.kill()
-    print(f"screenshots in {args.out}")
-    if failures:
-        print(f"{len(failures)} checks failed:\n  " + "\n  ".join(failures))
-        return 1
-    print("all checks passed")
-    return 0
+    return report(failures, args.out)
 
 
 if __name__ == "__main__":

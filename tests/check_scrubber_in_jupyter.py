@@ -26,23 +26,17 @@ Screenshots go to DIR (default: test-artifacts/jupyter). Exit status 1 if a chec
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
-import socket
-import subprocess
 import sys
 import tempfile
-import time
-import urllib.request
 from pathlib import Path
 
 import nbformat
 from nbclient import NotebookClient
 
+from jupyter_lab import CHROMIUM, CHROMIUM_ARGS, Checks, report, throwaway_jupyter  # tests/jupyter_lab.py
+
 ROOT = Path(__file__).resolve().parents[1]
-CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
 FIGURE_CELL = '''import matplotlib
 matplotlib.use("Agg")
@@ -89,28 +83,12 @@ STATE_JS = """
 """
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def write_notebook(path: Path) -> None:
     nb = nbformat.v4.new_notebook()
     nb.cells = [nbformat.v4.new_code_cell(FIGURE_CELL), nbformat.v4.new_code_cell(GRID_CELL)]
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     NotebookClient(nb, timeout=300, kernel_name="python3").execute()
     nbformat.write(nb, str(path))  # not signed: Jupyter opens it untrusted
-
-
-class Checks:
-    def __init__(self) -> None:
-        self.failures: list[str] = []
-
-    def expect(self, ok: bool, what: str) -> None:
-        print(("  ok    " if ok else "  FAIL  ") + what)
-        if not ok:
-            self.failures.append(what)
 
 
 def click_slider(page, root) -> bool:
@@ -213,54 +191,17 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "test-artifacts" / "jupyter", help="folder for the screenshots")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
-    jupyter = Path(sys.executable).with_name("jupyter")
     with tempfile.TemporaryDirectory(prefix="scrubber-jupyter-") as tmp:
         tmp = Path(tmp)
-        work, env_dir = tmp / "notebooks", tmp / "jupyter"
+        work = tmp / "notebooks"
         work.mkdir()
         print("executing the notebook ...")
         write_notebook(work / "scrubbers.ipynb")
         for name in ("lab_untrusted", "nb7_untrusted", "lab_run", "lab_trust", "nb7_trust"):
             shutil.copy(work / "scrubbers.ipynb", work / f"{name}.ipynb")
-        settings = env_dir / "settings" / "@jupyterlab"
-        (settings / "notebook-extension").mkdir(parents=True)
-        (settings / "notebook-extension" / "tracker.jupyterlab-settings").write_text('{"windowingMode": "none"}')
-        (settings / "apputils-extension").mkdir(parents=True)
-        (settings / "apputils-extension" / "notification.jupyterlab-settings").write_text(
-            '{"fetchNews": "false", "checkForUpdates": false}'
-        )
-        env = dict(os.environ, JUPYTER_DATA_DIR=str(env_dir / "data"), JUPYTER_RUNTIME_DIR=str(env_dir / "runtime"),
-                   JUPYTER_CONFIG_DIR=str(env_dir / "config"), JUPYTERLAB_SETTINGS_DIR=str(env_dir / "settings"),
-                   JUPYTERLAB_WORKSPACES_DIR=str(env_dir / "workspaces"))
-        port = free_port()
-        server = subprocess.Popen(
-            [str(jupyter), "lab", "--no-browser", f"--port={port}", "--ServerApp.token=", "--ServerApp.password=",
-             "--allow-root", f"--ServerApp.root_dir={work}"],
-            env=env, stdout=subprocess.DEVNULL, stderr=open(tmp / "server.log", "w"),
-        )
-        base = f"http://127.0.0.1:{port}"
-        try:
-            for _ in range(120):
-                try:
-                    urllib.request.urlopen(f"{base}/api/status", timeout=1)
-                    break
-                except OSError:
-                    time.sleep(0.5)
-            else:
-                raise RuntimeError("the Jupyter server did not start:\n" + (tmp / "server.log").read_text())
+        with throwaway_jupyter(tmp, work) as base:
             failures = run_checks(base, args.out)
-        finally:
-            server.terminate()
-            try:
-                server.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                server.kill()
-    print(f"screenshots in {args.out}")
-    if failures:
-        print(f"{len(failures)} checks failed:\n  " + "\n  ".join(failures))
-        return 1
-    print("all checks passed")
-    return 0
+    return report(failures, args.out)
 
 
 if __name__ == "__main__":

@@ -84,18 +84,26 @@ def test_variance_scales_with_eta_squared(make_schedule):
     torch.testing.assert_close(variance[0.2], 0.04 * variance[1.0], rtol=1e-12, atol=0)
 
 
-@pytest.mark.parametrize("eta", [0.0, 0.5, 1.0])
-@pytest.mark.parametrize("num_steps", [1, 7, 50])
-def test_point_mass_is_recovered_exactly(eta, num_steps):
-    """For data concentrated at one image x0*, the optimal eps_theta is
-    (x_t - sqrt(alphabar_t) x0*) / sqrt(1 - alphabar_t); every DDIM run must end at x0*."""
-    schedule = NoiseSchedule.linear(50)
+def point_mass_and_its_oracle(schedule):
+    """One image x0* (1, 1, 5, 5) and the optimal eps_theta for data concentrated at it:
+    (x_t - sqrt(alphabar_t) x0*) / sqrt(1 - alphabar_t)."""
     x0_star = torch.rand(1, 1, 5, 5, dtype=torch.float64, generator=torch.Generator().manual_seed(3)) * 2 - 1
     abar = schedule.alphas_cumprod
 
     def oracle(x, t):
         a = abar[t].reshape(-1, 1, 1, 1)
         return (x - a.sqrt() * x0_star) / (1 - a).sqrt()
+
+    return x0_star, oracle
+
+
+@pytest.mark.parametrize("eta", [0.0, 0.5, 1.0])
+@pytest.mark.parametrize("num_steps", [1, 7, 50])
+def test_point_mass_is_recovered_exactly(eta, num_steps):
+    """For data concentrated at one image x0*, the optimal eps_theta is
+    (x_t - sqrt(alphabar_t) x0*) / sqrt(1 - alphabar_t); every DDIM run must end at x0*."""
+    schedule = NoiseSchedule.linear(50)
+    x0_star, oracle = point_mass_and_its_oracle(schedule)
 
     shape = (4, 1, 5, 5)
     x_T = torch.randn(shape, dtype=torch.float64, generator=torch.Generator().manual_seed(4))
@@ -233,12 +241,7 @@ def test_a_noised_point_mass_is_denoised_exactly(start_t):
     """SDEdit of the one image the data hold: q_sample it to start_t, and the optimal eps_theta
     brings every DDIM run back to it."""
     schedule = NoiseSchedule.linear(50)
-    x0_star = torch.rand(1, 1, 5, 5, dtype=torch.float64, generator=torch.Generator().manual_seed(3)) * 2 - 1
-    abar = schedule.alphas_cumprod
-
-    def oracle(x, t):
-        a = abar[t].reshape(-1, 1, 1, 1)
-        return (x - a.sqrt() * x0_star) / (1 - a).sqrt()
+    x0_star, oracle = point_mass_and_its_oracle(schedule)
 
     shape = (4, 1, 5, 5)
     x_t = q_sample(schedule, x0_star.expand(shape), start_t, generator=torch.Generator().manual_seed(4))
