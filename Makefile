@@ -18,7 +18,13 @@ NBVAL := $(BIN)/python -m pytest --nbval --nbval-sanitize-with tests/nbval_sanit
 # come out the same on a CPU other than the one that executed them.
 OTHER_CPU := ATEN_CPU_CAPABILITY=default ONEDNN_MAX_CPU_ISA=AVX2 MKL_ENABLE_INSTRUCTIONS=AVX2
 
+# On Linux, pip's PyTorch brings CUDA's libraries: the environment takes about 6.5 GB of disk.
+# Where less is free, say so before pip runs out of space half-way.
 $(STAMP): requirements.txt pyproject.toml
+	@free_kb=$$(df -Pk . | awk 'NR == 2 {print $$4}'); \
+	if [ "$$free_kb" -lt 7000000 ]; then \
+	  echo "make: warning: $$((free_kb / 1000)) MB free on this disk; .venv needs about 6,500 MB (PyTorch and CUDA's libraries)" >&2; \
+	fi
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -r requirements.txt
