@@ -717,7 +717,36 @@ _LAYOUT_JS = """
     .map(([img, drawn, width]) => drawn
       ? `${where(img)} is shown ${Math.round(width)} px wide, drawn for ${drawn} px`
       : `${where(img)} has no width in its style: the size it was drawn for is unknown`);
-  return {overflow, counts, eqno, searchFields: fields.map(where), scrubberButtons, smallFigures};
+  // A figure box with more of its figure beyond a side fades out there (ddpm-book.js, 5), and
+  // only there: at the start, a figure wider than its box fades on the right.
+  const fading = [];
+  for (const box of [...document.querySelectorAll('.ddpm-figure-box')].filter(shown)) {
+    const hidden = box.scrollWidth - box.clientWidth;
+    const masked = getComputedStyle(box).maskImage;
+    const wrong = [];
+    if (box.classList.contains('ddpm-more-right') !== (box.scrollLeft < hidden - 1)) wrong.push('the right side');
+    if (box.classList.contains('ddpm-more-left') !== (box.scrollLeft > 1)) wrong.push('the left side');
+    if ((hidden > 1) !== (masked !== 'none' && !!masked)) wrong.push(`its mask (${masked})`);
+    if (wrong.length) fading.push(`${where(box.firstElementChild)}, ${hidden} px hidden: wrong fading of ${wrong.join(', ')}`);
+  }
+  return {overflow, counts, eqno, searchFields: fields.map(where), scrubberButtons, smallFigures, fading};
+}
+"""
+
+# Scroll the first figure wider than its box to its end: the right side clears, the left fades.
+_SCROLL_FIGURE_JS = """
+async () => {
+  const box = [...document.querySelectorAll('.ddpm-figure-box')].find((b) => b.scrollWidth > b.clientWidth + 1);
+  if (!box) return null;
+  box.scrollIntoView();
+  box.scrollLeft = box.scrollWidth;
+  for (let i = 0; i < 50 && !box.classList.contains('ddpm-more-left'); i++) {
+    await new Promise((done) => setTimeout(done, 20));
+  }
+  const classes = [...box.classList].filter((c) => c.startsWith('ddpm-more-'));
+  box.scrollLeft = 0;
+  window.scrollTo(0, 0);
+  return classes;
 }
 """
 
@@ -742,6 +771,7 @@ class Layout:
     search_fields: list[str]
     scrubber_buttons: list[str]
     small_figures: list[str]
+    fading: list[str]
     toggles: list[str] = field(default_factory=list)
     solutions: list[str] = field(default_factory=list)
 
@@ -832,7 +862,11 @@ def _check_layout(tab, base_url: str, page_path: str, screen: str) -> Layout:
         search_fields=found["searchFields"],
         scrubber_buttons=found["scrubberButtons"],
         small_figures=found["smallFigures"],
+        fading=found["fading"],
     )
+    scrolled = page.evaluate(_SCROLL_FIGURE_JS)
+    if scrolled is not None and scrolled != ["ddpm-more-left"]:
+        layout.fading.append(f"a figure scrolled to its end fades on {scrolled}, expected ['ddpm-more-left'] only")
     if screen == "laptop":
         layout.solutions = _check_solutions(page)
     layout.toggles = _check_toggles(page, wide=SCREENS[screen]["width"] >= 992)
@@ -860,11 +894,12 @@ def layout(browser, base_url):
 @pytest.mark.parametrize("screen", list(SCREENS))
 def test_page_fits_the_screen(layout, screen, page):
     """Nothing widens the page; what is wider than its box scrolls in it; numbers beside equations;
-    figures at least 0.8 times the width they were drawn for."""
+    figures at least 0.8 times the width they were drawn for, fading where more of them is hidden."""
     found = layout(screen, page)
     assert not found.overflow, f"{page} at {screen} size:{_listing(found.overflow)}"
     assert not found.eqno, f"{page} at {screen} size: equation numbers drawn over their equations:{_listing(found.eqno)}"
     assert not found.small_figures, f"{page} at {screen} size: figures too small to read:{_listing(found.small_figures)}"
+    assert not found.fading, f"{page} at {screen} size: figures that do not show there is more of them:{_listing(found.fading)}"
 
 
 @pytest.mark.parametrize("page", PAGES)

@@ -18,6 +18,8 @@
  *    full size: at least 10.7 px). Each figure sits in a box of its own (ddpm-figure-box), in
  *    which a figure wider than the column scrolls sideways; the page does not. Frames of
  *    pixels shown zoomed (image-rendering: pixelated) hold no text and still shrink to fit.
+ *    A side of the box with more of the figure beyond it fades out (classes ddpm-more-left,
+ *    ddpm-more-right; see ddpm-book.css), so that a reader sees there is more to scroll to.
  */
 (() => {
   "use strict";
@@ -121,7 +123,13 @@
   };
 
   const LEGIBLE = 0.8;
+  const markHiddenSides = (box) => {
+    const hidden = box.scrollWidth - box.clientWidth;
+    box.classList.toggle("ddpm-more-left", box.scrollLeft > 1);
+    box.classList.toggle("ddpm-more-right", box.scrollLeft < hidden - 1);
+  };
   const keepFiguresLegible = () => {
+    const boxes = [];
     document.querySelectorAll(".bd-article .cell_output img, .bd-article figure img").forEach((img) => {
       const width = parseFloat(img.style.width);
       if (!width || img.style.imageRendering === "pixelated" || img.closest(".ddpm-figure-box")) return;
@@ -130,7 +138,12 @@
       img.replaceWith(box);
       box.append(img);
       img.style.minWidth = `${Math.min(width, Math.round(LEGIBLE * width))}px`;
+      box.addEventListener("scroll", () => markHiddenSides(box), { passive: true });
+      img.addEventListener("load", () => markHiddenSides(box));
+      markHiddenSides(box);
+      boxes.push(box);
     });
+    window.addEventListener("resize", () => boxes.forEach(markHiddenSides));
   };
 
   window.addEventListener("load", () => {
