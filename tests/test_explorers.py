@@ -50,6 +50,8 @@ from ddpm_core.explorers import (
     sampler_scrubber,
     schedule_curves,
     schedule_scrubber,
+    sdedit_runs,
+    sdedit_scrubber,
     toy_chain,
     toy_scrubber,
     training_dashboard,
@@ -58,7 +60,7 @@ from ddpm_core.explorers import (
 from ddpm_core.explorers.schedule import ScheduleFigure, timestep_at
 from ddpm_core.explorers.toy import draw_toy
 from ddpm_core.explorers.training import draw_training
-from ddpm_core.plotting import Scrubber, image_grid
+from ddpm_core.plotting import Scrubber, image_grid, png_bytes
 from ddpm_core.toy import optimal_eps, ring_mixture
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -258,6 +260,23 @@ def test_a_digit_noised_a_little_comes_back_and_noised_to_T_does_not(one_thread)
                                                                          count=4, start_t=t), x0=x0).images
                           - x0.float()).abs().mean()) for t in (100, 1000)}
     assert distance[100] < 0.5 * distance[1000]
+
+
+def test_sdedit_runs_noise_one_digit_to_each_t_and_the_scrubber_shows_them(one_thread):
+    schedule = NoiseSchedule.linear(30)
+    settings = SamplerSettings(num_steps=10, eta=0.5, guidance=1.0, seed=2, count=2)
+    runs = sdedit_runs(7, starts=(5, 30), settings=settings, networks=(toy_model, schedule, None))
+    assert list(runs) == [5, 30]
+    for t, run in runs.items():  # DDIM from t in min(10, t) steps, the same seed for every t
+        x_t, expected = sdedit_by_hand(schedule, toy_model, held_out_digit(7),
+                                       dataclasses.replace(settings, start_t=t, num_steps=min(10, t)))
+        assert torch.equal(run.chain[0], x_t) and torch.equal(run.images, expected)
+    assert runs[5].timesteps == [5, 4, 3, 2, 1, 0]
+    scrubber = sdedit_scrubber(runs, schedule)
+    abar = schedule.sqrt_alphas_cumprod
+    assert scrubber.labels == [f"t = 5, √ᾱₜ = {float(abar[5]):.2f}", f"t = 30, √ᾱₜ = {float(abar[30]):.2f}"]
+    top_and_bottom = image_grid(torch.cat([runs[30].chain[0], runs[30].images]), nrow=2)  # x_t, then x_0
+    assert scrubber.frames[1] == png_bytes(top_and_bottom)
 
 
 DIGIT = torch.zeros(1, 1, 32, 32)

@@ -25,7 +25,8 @@ explorer (live)                        stand-in (static)                  chapte
 =====================================  =================================  ========
 
 The sampler explorer also starts from a digit (held out, or drawn) noised to t and denoises it
-with DDIM from t (SDEdit), as the page "Sampling in your browser" does.
+with DDIM from t (SDEdit), as the page "Sampling in your browser" does; :func:`sdedit_runs`
+does it for a range of t and :func:`sdedit_scrubber` shows them in the static book (chapter 7).
 
 Bad input (beta_T <= beta_1, T < 1, an empty drawing, more DDIM steps than t, a mixture line
 that is not four numbers) is named on a red line in the view, never shown as a traceback.
@@ -39,7 +40,16 @@ from .forward_posterior import (
     forward_posterior_scrubber,
     pixel_posterior,
 )
-from .sampler import SamplerExplorer, SamplerSettings, SamplingStopped, sample_chain, sampler_explorer, sampler_scrubber
+from .sampler import (
+    SamplerExplorer,
+    SamplerSettings,
+    SamplingStopped,
+    sample_chain,
+    sampler_explorer,
+    sampler_scrubber,
+    sdedit_runs,
+    sdedit_scrubber,
+)
 from .schedule import ScheduleExplorer, ScheduleSpec, schedule_curves, schedule_explorer, schedule_scrubber
 from .toy import ToyExplorer, components_text, parse_components, toy_chain, toy_explorer, toy_scrubber
 from .training import TrainingDashboard, training_dashboard, training_summary
@@ -62,6 +72,8 @@ __all__ = [
     "SamplingStopped",
     "sample_chain",
     "sampler_scrubber",
+    "sdedit_runs",
+    "sdedit_scrubber",
     "sampler_explorer",
     "SamplerExplorer",
     "parse_components",
