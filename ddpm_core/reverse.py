@@ -17,7 +17,7 @@ import torch
 
 from .posterior import _predict_x0_from_eps, _q_posterior_mean_variance
 from .schedules import NoiseSchedule, extract
-from .validation import check_choice, check_floating, check_timesteps
+from .validation import check_choice, check_floating, check_int, check_timesteps
 
 EpsModel = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 VARIANCES = ("beta", "beta_tilde")
@@ -174,8 +174,13 @@ def p_sample_loop(
     clip_x0: bool = True,
     return_intermediates: bool = False,
     x_T: torch.Tensor | None = None,
+    start_t: int | None = None,
 ) -> torch.Tensor | tuple[torch.Tensor, list[torch.Tensor]]:
     """Algorithm 2: start from x_T ~ N(0, I) and apply :func:`p_sample` for t = T, ..., 1.
+
+    With ``start_t`` the loop starts at that t instead of T, from the given ``x_T``, the x at
+    start_t (e.g. ``q_sample(schedule, x_0, start_t)`` of a digit to be denoised: SDEdit, Meng et
+    al., 2022), and applies :func:`p_sample` for t = start_t, ..., 1; no x_T is drawn then.
 
     Args:
         schedule: the noise schedule.
@@ -186,17 +191,22 @@ def p_sample_loop(
         variance: ``"beta"`` or ``"beta_tilde"``, see :func:`p_mean_variance`.
         clip_x0: clip the estimate of x_0 to [-1, 1] at every step.
         return_intermediates: also return the whole chain.
-        x_T: start from this tensor instead of fresh noise.
+        x_T: start from this tensor instead of fresh noise (required with ``start_t``: x at start_t).
+        start_t: the t of the first step, in 1..T; None (the default) is T.
 
     Returns:
         x_0 of shape ``shape``; with ``return_intermediates``, also the list
-        [x_T, x_{T-1}, ..., x_0] (T + 1 tensors, on the CPU), so that entry i is x_{T-i}.
+        [x_T, x_{T-1}, ..., x_0] (T + 1 tensors, on the CPU), so that entry i is x_{T-i}
+        (with ``start_t``: [x_{start_t}, ..., x_0], start_t + 1 tensors).
     """
     check_choice("variance", variance, VARIANCES)
+    first = schedule.T if start_t is None else check_int("start_t", start_t, 1, schedule.T)
+    if start_t is not None and x_T is None:
+        raise ValueError(f"start_t = {start_t} needs x_T, the x at t = {start_t} to denoise (e.g. from q_sample)")
     x = initial_noise(shape, generator=generator, device=device, x_T=x_T)
     schedule = schedule.to(x.device)  # once, instead of copying each array at every step
     chain = [x.cpu()] if return_intermediates else []
-    for t in range(schedule.T, 0, -1):
+    for t in range(first, 0, -1):
         t_batch = torch.full((x.shape[0],), t, dtype=torch.long, device=x.device)  # (B,)
         x = _p_sample(schedule, model, x, t_batch, variance, clip_x0, generator)
         if return_intermediates:

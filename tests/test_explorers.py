@@ -28,6 +28,7 @@ from ddpm_core import (
     NoiseSchedule,
     ddim_sample_loop,
     ddim_timesteps,
+    p_sample,
     p_sample_loop,
     q_posterior_mean_variance,
     q_sample,
@@ -251,6 +252,21 @@ def test_a_noised_digit_denoised_is_q_sample_then_ddim_from_t(one_thread):
     assert not torch.equal(x_t[0], x_t[1])  # each copy has its own eps
 
 
+def test_a_noised_digit_denoised_by_algorithm_2_is_q_sample_then_p_sample_from_t(one_thread):
+    schedule = NoiseSchedule.linear(30)
+    settings = SamplerSettings(sampler="ddpm", variance="beta_tilde", guidance=1.0, seed=4, count=2, start_t=7)
+    x0 = held_out_digit(3)
+    result = sample_chain(toy_model, schedule, settings, x0=x0)
+    g = torch.Generator().manual_seed(4)
+    copies = x0.float().expand(2, -1, -1, -1)
+    x = x_t = q_sample(schedule, copies, 7, torch.randn(copies.shape, generator=g))
+    for t in range(7, 0, -1):
+        x = p_sample(schedule, toy_model, x, t, variance="beta_tilde", generator=g)
+    assert torch.equal(result.chain[0], x_t) and torch.equal(result.images, x)
+    assert result.timesteps == [7, 6, 5, 4, 3, 2, 1, 0] and len(result.chain) == 8
+    assert settings.steps(schedule.T) == 7
+
+
 def test_a_digit_noised_a_little_comes_back_and_noised_to_T_does_not(one_thread):
     from ddpm_core.explorers.sampler import shipped_networks
 
@@ -286,7 +302,6 @@ DIGIT = torch.zeros(1, 1, 32, 32)
     (SamplerSettings(start_t=0, num_steps=1), DIGIT, "start_t must be an integer in 1..30, got 0"),
     (SamplerSettings(start_t=31, num_steps=1), DIGIT, "start_t must be an integer in 1..30, got 31"),
     (SamplerSettings(start_t=5, num_steps=6), DIGIT, "num_steps must be an integer in 1..5, got 6"),
-    (SamplerSettings(start_t=5, sampler="ddpm"), DIGIT, "a digit noised to start_t needs the DDIM sampler"),
     (SamplerSettings(start_t=5, num_steps=5), None, "start_t = 5 needs x0, the digit to noise and denoise"),
     (SamplerSettings(num_steps=5), DIGIT, "x0 is noised and denoised only with a start_t"),
     (SamplerSettings(start_t=5, num_steps=5), torch.zeros(2, 1, 32, 32),
@@ -464,6 +479,9 @@ s.step.value = 0
 r["sdedit"]["start"] = s.step_label.value
 s.t.value = 3  # N = 5 steps from t = 3
 r["sdedit"]["steps"] = s.error.value
+s.sampler.value = "ddpm"  # Algorithm 2 from t = 3: 3 steps
+s.wait()
+r["sdedit"]["algorithm 2"] = (s.error.value, s.step.max, s.status.value)
 s.clear.click()
 s.t.value = 300
 r["sdedit"]["empty"] = s.error.value
@@ -550,6 +568,8 @@ def test_every_explorer_works_in_a_kernel():
     assert sdedit["status"].endswith("from x_300 to x_0") and sdedit["pad"] is None
     assert (sdedit["chain"], sdedit["start"], sdedit["end"]) == (5, "t = 300", "t = 0")
     assert sdedit["steps"] == red + "num_steps must be an integer in 1..3, got 5</span>"
+    error, chain, status = sdedit["algorithm 2"]  # SDEdit's own sampler: Algorithm 2 from t, t steps
+    assert error == "" and chain == 3 and "from x_t, t = 3: Algorithm 2" in status and status.endswith("from x_3 to x_0")
     assert sdedit["empty"] == red + "the drawing is empty: click some squares to draw a digit</span>"
 
     toy = r["toy"]

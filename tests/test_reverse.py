@@ -182,6 +182,35 @@ def test_return_intermediates_and_generator_reproducibility():
     torch.testing.assert_close(chain2[0], x_T, rtol=0, atol=0)
 
 
+def test_start_t_is_p_sample_from_start_t_down_to_1():
+    """From a given x_t (SDEdit), Algorithm 2 is p_sample for t = start_t, ..., 1 with one z a step
+    from the generator (no x_T drawn), and the chain is [x_{start_t}, ..., x_0]."""
+    s = NoiseSchedule.linear(20, 1e-3, 0.3)
+    model = gaussian_oracle(s, torch.tensor(0.2), torch.tensor(0.4))
+    x_t = torch.randn(3, 1, 2, 2, generator=torch.Generator().manual_seed(0))
+    out, chain = p_sample_loop(s, model, x_t.shape, x_T=x_t, start_t=6, variance="beta_tilde",
+                               generator=torch.Generator().manual_seed(1), return_intermediates=True)
+    g, x, expected = torch.Generator().manual_seed(1), x_t, [x_t]
+    for t in range(6, 0, -1):
+        x = p_sample(s, model, x, t, variance="beta_tilde", generator=g)
+        expected.append(x)
+    assert torch.equal(out, x)
+    assert len(chain) == 7 and all(torch.equal(a, b) for a, b in zip(chain, expected))
+    full = p_sample_loop(s, model, x_t.shape, x_T=x_t, generator=torch.Generator().manual_seed(1))
+    assert torch.equal(full, p_sample_loop(s, model, x_t.shape, x_T=x_t, start_t=20,
+                                           generator=torch.Generator().manual_seed(1)))  # start_t = T: the default
+
+
+@pytest.mark.parametrize("start_t, x_T, message", [
+    (0, torch.zeros(1, 2), "start_t must be an integer in 1..20, got 0"),
+    (21, torch.zeros(1, 2), "start_t must be an integer in 1..20, got 21"),
+    (5, None, "start_t = 5 needs x_T, the x at t = 5"),
+])
+def test_p_sample_loop_rejects_bad_start_t(start_t, x_T, message):
+    with pytest.raises(ValueError, match=message):
+        p_sample_loop(NoiseSchedule.linear(20), lambda x, t: x, (1, 2), x_T=x_T, start_t=start_t)
+
+
 @pytest.mark.parametrize("variance", ["beta", "beta_tilde"])
 def test_chain_with_gaussian_oracle_matches_exact_recursion(variance):
     """Sample moments of Algorithm 2 against the exact moments of the linear-Gaussian chain.

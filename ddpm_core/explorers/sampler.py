@@ -10,8 +10,9 @@ and the Stop button (or any new setting) ends a run between two steps.
 Noise my digit to t and denoise it (SDEdit, Meng et al., 2022): instead of x_T ~ N(0, I) the
 chain can start from a digit x_0, a held-out one or one the learner draws, noised to x_t in one
 step, x_t = q_sample(x_0, t, eps), eq. {eq}`eq-forward-closed-form`, with each copy's own eps;
-DDIM then denoises it from t down to 0 in N steps over ``ddim_timesteps(t, N)``. Small t keeps
-the digit, large t keeps little of it. The book's page "Sampling in your browser" does the same.
+Algorithm 2 then denoises it from t down to 0 in t steps (SDEdit's own, stochastic sampler), or
+DDIM in N steps over ``ddim_timesteps(t, N)``. Small t keeps the digit, large t keeps little of
+it. The book's page "Sampling in your browser" does the same with DDIM.
 
 * compute: :class:`SamplerSettings`, :func:`sample_chain` (the library's samplers themselves,
   :func:`ddpm_core.reverse.p_sample_loop` and :func:`ddpm_core.ddim.ddim_sample_loop`, with the
@@ -58,7 +59,7 @@ class SamplerSettings:
         seed: seed of the generator of x_T (or of each eps of SDEdit) and every z.
         count: how many digits.
         start_t: None: start from x_T ~ N(0, I); a t in 1..T: start from a given digit noised to
-            x_t and denoise it with DDIM from t (SDEdit; num_steps then in 1..t).
+            x_t and denoise it from t (SDEdit): Algorithm 2 in t steps, or DDIM (num_steps then in 1..t).
     """
 
     sampler: str = "ddim"
@@ -75,8 +76,6 @@ class SamplerSettings:
         check_choice("sampler", self.sampler, SAMPLERS)
         if self.start_t is not None:
             check_int("start_t", self.start_t, 1, T)
-            if self.sampler != "ddim":
-                raise ValueError("a digit noised to start_t needs the DDIM sampler (Algorithm 2 starts at x_T)")
         if self.sampler == "ddim":  # Algorithm 2 takes every step and no eta
             check_int("num_steps", self.num_steps, 1, self.first_t(T))
             check_number("eta", self.eta, low=0)
@@ -92,7 +91,7 @@ class SamplerSettings:
 
     def steps(self, T: int) -> int:
         """How many steps (network calls of the model) one run takes."""
-        return T if self.sampler == "ddpm" else self.num_steps
+        return self.first_t(T) if self.sampler == "ddpm" else self.num_steps
 
     def label(self) -> str:
         """e.g. ``"DDIM, 50 steps, η = 1, w = 1.5, seed 0"``, after ``"from x_t, t = 400: "`` with start_t."""
@@ -171,7 +170,7 @@ def sample_chain(model: EpsModel, schedule: NoiseSchedule, settings: SamplerSett
     :func:`ddpm_core.reverse.p_sample_loop` with ``torch.Generator().manual_seed(seed)`` and the
     model (wrapped in :class:`ddpm_core.guidance.Autoguided` when w > 1). With ``settings.start_t``
     (SDEdit) that generator first draws the eps of :func:`noised_digits` (x0, start_t), and
-    ``ddim_sample_loop(..., x_T=x_t, start_t=start_t)`` denoises x_t with it.
+    ``p_sample_loop`` or ``ddim_sample_loop`` (..., x_T=x_t, start_t=start_t) denoises x_t with it.
 
     Args:
         model: eps_theta, called as ``model(x_t, t)``.
@@ -191,11 +190,11 @@ def sample_chain(model: EpsModel, schedule: NoiseSchedule, settings: SamplerSett
     watched = _Watched(net, settings.steps(schedule.T), on_step, should_stop)
     shape = (settings.count, *image_shape)
     generator = torch.Generator().manual_seed(settings.seed)
+    x_t = None if x0 is None else noised_digits(schedule, x0, settings.start_t, settings.count, generator)
     if settings.sampler == "ddpm":
         images, chain = p_sample_loop(schedule, watched, shape, generator=generator, variance=settings.variance,
-                                      return_intermediates=True)
-        return SampleChain(images, chain, list(range(schedule.T, -1, -1)))
-    x_t = None if x0 is None else noised_digits(schedule, x0, settings.start_t, settings.count, generator)
+                                      return_intermediates=True, x_T=x_t, start_t=settings.start_t)
+        return SampleChain(images, chain, list(range(settings.first_t(schedule.T), -1, -1)))
     images, chain = ddim_sample_loop(schedule, watched, shape, settings.num_steps, eta=settings.eta,
                                      generator=generator, return_intermediates=True, x_T=x_t, start_t=settings.start_t)
     return SampleChain(images, chain, ddim_timesteps(settings.first_t(schedule.T), settings.num_steps) + [0])
@@ -236,14 +235,14 @@ def sdedit_runs(index: int = 0, starts: Sequence[int] = SDEDIT_STARTS, settings:
 
     Held-out digit ``index`` (:func:`held_out_digit`), ``settings.count`` copies of it noised to each
     t of ``starts`` (:func:`noised_digits`, the same seed for every t) and denoised by
-    :func:`sample_chain` with ``settings``: DDIM with min(num_steps, t) steps from t.
+    :func:`sample_chain` with ``settings`` from t: Algorithm 2 in t steps, or DDIM in min(num_steps, t).
     ``networks`` is (model, schedule, guide), by default :func:`shipped_networks`.
     """
     model, schedule, guide = shipped_networks() if networks is None else networks
     x0 = held_out_digit(index)
     runs = {}
     for t in starts:
-        run = replace(settings, sampler="ddim", start_t=t, num_steps=min(settings.num_steps, t))
+        run = replace(settings, start_t=t, num_steps=min(settings.num_steps, t))
         runs[t] = sample_chain(model, schedule, run, guide, x0=x0)
     return runs
 
@@ -253,7 +252,7 @@ def sdedit_scrubber(runs: dict[int, SampleChain], schedule: NoiseSchedule, **kwa
     the noised copies x_t in the top row and what the sampler made of each below it."""
     frames = [torch.cat([run.chain[0], run.images]) for run in runs.values()]  # x_t above, x_0 below
     labels = [f"t = {t}, √ᾱₜ = {float(schedule.sqrt_alphas_cumprod[t]):.2f}" for t in runs]
-    kwargs.setdefault("title", "A digit noised to t (top) and denoised by DDIM (below)")
+    kwargs.setdefault("title", "A digit noised to t (top) and denoised (below)")
     return image_scrubber(frames, labels, nrow=frames[0].shape[0] // 2, **kwargs)
 
 
