@@ -25,7 +25,8 @@ explorer, through the page as a reader would:
    red error line, seed 0 clears it; Algorithm 2 (1000 steps) moves the progress bar and the
    picture, and Stop ends the run with "stopped after N of 1000 steps". Then SDEdit (where the
    view has it): "a held-out digit" shows that digit and denoises it from t = 400; t = 10
-   typed into the "noise to t" readout (fewer than DDIM's N = 20) shows the red error line;
+   typed into the "noise to t" readout (fewer than DDIM's N = 20) shows the red error line, which
+   Algorithm 2 clears (it denoises from t = 10 in 10 steps) and DDIM brings back;
    "my drawing" with an empty pad shows it too, and eight squares then Run denoise the drawing;
 4. toy: choosing T = 50 in the dropdown and typing t = 25 into the t slider's readout (Enter)
    each change the picture; a components line that is not four numbers shows the red error
@@ -469,6 +470,15 @@ def check_sdedit(ex: Explorer, checks: Checks, step_label) -> None:
 
     ex.type_into_readout("noise to t", "10")
     check_error(ex, checks, "num_steps must be an integer in 1..10", "noise to t = 10 < N = 20 (typed, Enter)")
+    ex.log_status()
+    ex.click(ex.button("Algorithm 2"))  # SDEdit's own sampler: t steps, no N to exceed t
+    checks.expect(ex.wait_no_error(30 if ex.act else 5), "sampler SDEdit: Algorithm 2 clears the error line",
+                  ex.errors())
+    status = wait_run(ex, timeout)
+    checks.expect("from x_t, t = 10: Algorithm 2" in status and "from x_10 to x_0" in status,
+                  f"sampler SDEdit: Algorithm 2 denoises the digit from t = 10 ({status!r})")
+    ex.click(ex.button("DDIM"))
+    check_error(ex, checks, "num_steps must be an integer in 1..10", "DDIM again, t = 10 < N = 20")
     ex.log_status()
     ex.type_into_readout("noise to t", "300")
     checks.expect(ex.wait_no_error(30 if ex.act else 5), "sampler SDEdit: t = 300 clears the error line", ex.errors())
