@@ -40,16 +40,8 @@ from .forward_posterior import (
     forward_posterior_scrubber,
     pixel_posterior,
 )
-from .sampler import (
-    SamplerExplorer,
-    SamplerSettings,
-    SamplingStopped,
-    sample_chain,
-    sampler_explorer,
-    sampler_scrubber,
-    sdedit_runs,
-    sdedit_scrubber,
-)
+from .sampler import SamplerExplorer, SamplerSettings, SamplingStopped, sample_chain, sampler_explorer, sampler_scrubber
+from .sdedit import sdedit_runs, sdedit_scrubber
 from .schedule import ScheduleExplorer, ScheduleSpec, schedule_curves, schedule_explorer, schedule_scrubber
 from .toy import ToyExplorer, components_text, parse_components, toy_chain, toy_explorer, toy_scrubber
 from .training import TrainingDashboard, training_dashboard, training_summary

@@ -18,8 +18,8 @@ it. The book's page "Sampling in your browser" does the same with DDIM.
   :func:`ddpm_core.reverse.p_sample_loop` and :func:`ddpm_core.ddim.ddim_sample_loop`, with the
   network called through a watcher that reports each step and can stop the loop), and
   :func:`noised_digits`, SDEdit's start;
-* static: :func:`sampler_scrubber`, the chain of one setting, and :func:`sdedit_scrubber`, the
-  runs of :func:`sdedit_runs`: one held-out digit noised to a range of t and denoised from each;
+* static: :func:`sampler_scrubber`, the chain of one setting (for SDEdit over a range of t,
+  :mod:`ddpm_core.explorers.sdedit`);
 * live: :func:`sampler_explorer`.
 """
 
@@ -27,9 +27,9 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from functools import lru_cache
-from typing import Callable, NamedTuple, Sequence
+from typing import Callable, NamedTuple
 
 import torch
 
@@ -225,37 +225,6 @@ def sampler_scrubber(settings: SamplerSettings = SamplerSettings(), frames: int 
                           nrow=8, **kwargs)
 
 
-SDEDIT_STARTS = (50, 100, 200, 300, 400, 500, 600, 700, 800, 1000)  # the t of each frame of sdedit_scrubber
-SDEDIT_SETTINGS = SamplerSettings(num_steps=25, eta=0.0, count=8)  # deterministic from x_t, guided (w = 1.5)
-
-
-def sdedit_runs(index: int = 0, starts: Sequence[int] = SDEDIT_STARTS, settings: SamplerSettings = SDEDIT_SETTINGS,
-                networks=None) -> dict[int, SampleChain]:
-    """The explorer's "noise my digit to t and denoise it" (SDEdit) for a range of t, t -> its run.
-
-    Held-out digit ``index`` (:func:`held_out_digit`), ``settings.count`` copies of it noised to each
-    t of ``starts`` (:func:`noised_digits`, the same seed for every t) and denoised by
-    :func:`sample_chain` with ``settings`` from t: Algorithm 2 in t steps, or DDIM in min(num_steps, t).
-    ``networks`` is (model, schedule, guide), by default :func:`shipped_networks`.
-    """
-    model, schedule, guide = shipped_networks() if networks is None else networks
-    x0 = held_out_digit(index)
-    runs = {}
-    for t in starts:
-        run = replace(settings, start_t=t, num_steps=min(settings.num_steps, t))
-        runs[t] = sample_chain(model, schedule, run, guide, x0=x0)
-    return runs
-
-
-def sdedit_scrubber(runs: dict[int, SampleChain], schedule: NoiseSchedule, **kwargs) -> Scrubber:
-    """The static stand-in of SDEdit in :func:`sampler_explorer`: a frame per t of :func:`sdedit_runs`,
-    the noised copies x_t in the top row and what the sampler made of each below it."""
-    frames = [torch.cat([run.chain[0], run.images]) for run in runs.values()]  # x_t above, x_0 below
-    labels = [f"t = {t}, √ᾱₜ = {float(schedule.sqrt_alphas_cumprod[t]):.2f}" for t in runs]
-    kwargs.setdefault("title", "A digit noised to t (top) and denoised (below)")
-    return image_scrubber(frames, labels, nrow=frames[0].shape[0] // 2, **kwargs)
-
-
 def chain_png(chain: SampleChain, index: int) -> bytes:
     """State ``index`` of the chain as a PNG grid, 8 digits a row, each pixel 2 x 2."""
     return w.grid_png(chain.chain[check_int("index", index, 0, len(chain.chain) - 1)])
@@ -420,5 +389,4 @@ def sampler_explorer(networks=None, settings: SamplerSettings = SamplerSettings(
 
 
 __all__ = ["SAMPLERS", "SamplerSettings", "SampleChain", "SamplingStopped", "check_run", "noised_digits",
-           "sample_chain", "shipped_networks", "sampler_scrubber", "SDEDIT_STARTS", "SDEDIT_SETTINGS",
-           "sdedit_runs", "sdedit_scrubber", "chain_png", "SamplerExplorer", "sampler_explorer"]
+           "sample_chain", "shipped_networks", "sampler_scrubber", "chain_png", "SamplerExplorer", "sampler_explorer"]
