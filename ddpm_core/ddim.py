@@ -27,7 +27,7 @@ from typing import NamedTuple
 import torch
 
 from .posterior import _predict_x0_from_eps
-from .reverse import EpsModel, initial_noise
+from .reverse import EpsModel, first_timestep, initial_noise
 from .schedules import NoiseSchedule
 from .validation import check_floating, check_int, check_number, check_timesteps
 
@@ -184,10 +184,7 @@ def ddim_sample_loop(
     Returns:
         x_0 of shape ``shape``; with ``return_intermediates``, also the chain.
     """
-    first = schedule.T if start_t is None else check_int("start_t", start_t, 1, schedule.T)
-    if start_t is not None and x_T is None:
-        raise ValueError(f"start_t = {start_t} needs x_T, the x at t = {start_t} to denoise (e.g. from q_sample)")
-    timesteps = ddim_timesteps(first, num_steps)
+    timesteps = ddim_timesteps(first_timestep(schedule, start_t, x_T), num_steps)
     eta = check_number("eta", eta, low=0)
     x = initial_noise(shape, generator=generator, device=device, x_T=x_T)
     schedule = schedule.to(x.device)  # once, instead of copying alphabar at every step

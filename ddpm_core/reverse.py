@@ -136,6 +136,17 @@ def _p_sample(
     return out.mean + not_last * torch.exp(0.5 * out.log_variance) * z
 
 
+def first_timestep(schedule: NoiseSchedule, start_t: int | None, x_T: torch.Tensor | None) -> int:
+    """The t a sampling loop starts at: T, or ``start_t`` in 1..T, which needs the given x at start_t
+    (``x_T``), e.g. a digit noised by ``q_sample`` (SDEdit)."""
+    if start_t is None:
+        return schedule.T
+    check_int("start_t", start_t, 1, schedule.T)
+    if x_T is None:
+        raise ValueError(f"start_t = {start_t} needs x_T, the x at t = {start_t} to denoise (e.g. from q_sample)")
+    return start_t
+
+
 def initial_noise(
     shape: tuple[int, ...],
     generator: torch.Generator | None = None,
@@ -200,9 +211,7 @@ def p_sample_loop(
         (with ``start_t``: [x_{start_t}, ..., x_0], start_t + 1 tensors).
     """
     check_choice("variance", variance, VARIANCES)
-    first = schedule.T if start_t is None else check_int("start_t", start_t, 1, schedule.T)
-    if start_t is not None and x_T is None:
-        raise ValueError(f"start_t = {start_t} needs x_T, the x at t = {start_t} to denoise (e.g. from q_sample)")
+    first = first_timestep(schedule, start_t, x_T)
     x = initial_noise(shape, generator=generator, device=device, x_T=x_T)
     schedule = schedule.to(x.device)  # once, instead of copying each array at every step
     chain = [x.cpu()] if return_intermediates else []

@@ -25,8 +25,9 @@ explorer (live)                        stand-in (static)                  chapte
 =====================================  =================================  ========
 
 The sampler explorer also starts from a digit (held out, or drawn) noised to t and denoises it
-from t with Algorithm 2 or DDIM (SDEdit), as the page "Sampling in your browser" does with DDIM; :func:`sdedit_runs`
-does it for a range of t and :func:`sdedit_scrubber` shows them in the static book (chapter 7).
+from t with Algorithm 2 or DDIM (SDEdit), as the page "Sampling in your browser" does with DDIM;
+:func:`sdedit_runs` does it for a range of t and :func:`sdedit_scrubber` shows them in the static
+book (chapter 7).
 
 Bad input (beta_T <= beta_1, T < 1, an empty drawing, more DDIM steps than t, a mixture line
 that is not four numbers) is named on a red line in the view, never shown as a traceback.
